@@ -1,0 +1,39 @@
+"""Developer sessions: ``nox -s tests lint types benchmarks``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "types"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+
+@nox.session(python=PYTHONS[0])
+def tests(session: nox.Session) -> None:
+    """Run the test suite with branch coverage and its floor."""
+    session.install("-e", ".[tests]")
+    session.run("pytest", "--cov-fail-under=90", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """Lint and check formatting with ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0])
+def types(session: nox.Session) -> None:
+    """Type-check the package with mypy in strict mode."""
+    session.install("-e", ".[tests]", "mypy>=1.11")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHONS[0])
+def benchmarks(session: nox.Session) -> None:
+    """Run the benchmark table against the fake vendor served on loopback."""
+    session.install("-e", ".[testing,cli]")
+    session.run("python", "benchmarks/run.py", *session.posargs)
