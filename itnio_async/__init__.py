@@ -1,0 +1,69 @@
+"""itnio_async: an asyncio client for the Itniotech voice API.
+
+Signed, rate-limited and retried requests, and a concurrent stream of every group-call
+task in a window, each exactly once and in order::
+
+    async with AsyncVoiceClient() as client:          # ITNIO_API_KEY / ITNIO_API_SECRET
+        async for record in client.iter_group_calls(start, end):
+            ...
+"""
+
+from __future__ import annotations
+
+from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncVoiceClient
+from ._errors import (
+    AuthenticationError,
+    ClientStateError,
+    InvalidParameterError,
+    IPRestrictedError,
+    ItnioAPIError,
+    ItnioError,
+    ItnioHTTPError,
+    ItnioTimeoutError,
+    ItnioTransportError,
+    MalformedResponseError,
+    RateLimitedError,
+    TimestampExpiredError,
+    VendorServerError,
+)
+from ._limiter import LocalRateLimiter, RateLimiter
+from ._models import GroupCallRecord, GroupCallStatus, Page
+from ._retry import RetryPolicy
+from ._signing import compute_sign
+from ._stream import GroupCallPageStream, GroupCallStream, StreamProgress
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    # the client and its settings
+    "AsyncVoiceClient",
+    "RetryPolicy",
+    "RateLimiter",
+    "LocalRateLimiter",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "compute_sign",
+    # data
+    "GroupCallRecord",
+    "GroupCallStatus",
+    "Page",
+    # streams
+    "GroupCallStream",
+    "GroupCallPageStream",
+    "StreamProgress",
+    # errors
+    "ItnioError",
+    "ItnioAPIError",
+    "AuthenticationError",
+    "IPRestrictedError",
+    "TimestampExpiredError",
+    "VendorServerError",
+    "InvalidParameterError",
+    "ItnioHTTPError",
+    "RateLimitedError",
+    "ItnioTransportError",
+    "ItnioTimeoutError",
+    "MalformedResponseError",
+    "ClientStateError",
+    "__version__",
+]

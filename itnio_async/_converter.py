@@ -1,0 +1,177 @@
+"""Wire format: decoding the vendor's JSON into models, and formatting times for it.
+
+One private ``cattrs`` converter per client, built by :func:`make_converter`, which
+registers every hook in one place. The record hook is written by hand rather than
+generated: it sits on the path of every record of every stream, and the hand-written
+version decodes a page about 1.4x faster than cattrs' generated one (measured on a page of
+100 records; see ``benchmarks/``). It stays strict where it matters: a missing field or a
+value of the wrong kind raises, and the client turns that into ``MalformedResponseError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, tzinfo
+from typing import Any, TypeVar, get_args
+
+import cattrs
+
+from ._errors import MalformedResponseError, api_error
+from ._models import GroupCallRecord, GroupCallStatus, Page
+
+__all__ = [
+    "WIRE_TIME_FORMAT",
+    "Envelope",
+    "decode_envelope",
+    "format_wire_time",
+    "make_converter",
+]
+
+T = TypeVar("T")
+
+#: The vendor's ``LocalDateTime``: no zone, second precision.
+WIRE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+#: Every documented status by value: a dict lookup is several times faster than
+#: ``GroupCallStatus(value)``, which is kept only for unknown values.
+_STATUS_BY_VALUE: dict[object, GroupCallStatus] = {m.value: m for m in GroupCallStatus}
+
+
+def format_wire_time(value: datetime) -> str:
+    """Format a (naive, already zone-converted) datetime as the vendor's LocalDateTime."""
+    return value.strftime(WIRE_TIME_FORMAT)
+
+
+def _as_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _as_int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return int(value)  # "12" -> 12; "x" raises ValueError
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _as_status(value: object) -> GroupCallStatus:
+    member = _STATUS_BY_VALUE.get(value)
+    if member is not None:
+        return member
+    return GroupCallStatus(_as_int(value))
+
+
+def _time_decoder(server_timezone: tzinfo | None) -> Callable[[object], datetime]:
+    fromisoformat = datetime.fromisoformat
+
+    if server_timezone is None:
+
+        def naive(value: object) -> datetime:
+            if not isinstance(value, str):
+                raise TypeError(f"expected a time string, got {type(value).__name__}")
+            return fromisoformat(value)
+
+        return naive
+
+    def aware(value: object) -> datetime:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a time string, got {type(value).__name__}")
+        parsed = fromisoformat(value)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=server_timezone)
+        return parsed.astimezone(server_timezone)
+
+    return aware
+
+
+def make_converter(server_timezone: tzinfo | None = None) -> cattrs.Converter:
+    """Build the converter for one client; times are read in ``server_timezone``."""
+    converter = cattrs.Converter(detailed_validation=False)
+    decode_time = _time_decoder(server_timezone)
+    record_cls = GroupCallRecord
+
+    def structure_record(data: Mapping[str, Any], _: object = None) -> GroupCallRecord:
+        return record_cls(
+            _as_int(data["jobId"]),
+            _as_str(data["taskName"]),
+            _as_status(data["status"]),
+            _as_str(data["rate"]),
+            _as_int(data["numCnt"]),
+            _as_int(data["callNum"]),
+            _as_int(data["success"]),
+            _as_int(data["fail"]),
+            decode_time(data["createdTime"]),
+        )
+
+    converter.register_structure_hook(datetime, lambda value, _: decode_time(value))
+    converter.register_structure_hook(GroupCallStatus, lambda value, _: _as_status(value))
+    converter.register_structure_hook(GroupCallRecord, structure_record)
+
+    def page_hook_factory(page_type: Any) -> Callable[[Any, Any], Page[Any]]:
+        (item_type,) = get_args(page_type) or (Any,)
+        structure_item = converter.get_structure_hook(item_type)
+
+        def structure_page(data: Mapping[str, Any], _: object = None) -> Page[Any]:
+            records = data["records"]
+            if records.__class__ is not list:
+                raise TypeError(f"records: expected a list, got {type(records).__name__}")
+            return Page(
+                tuple([structure_item(item, item_type) for item in records]),
+                _as_int(data["total"]),
+                _as_int(data["size"]),
+                _as_int(data["current"]),
+                _as_int(data["pages"]),
+            )
+
+        return structure_page
+
+    converter.register_structure_hook_factory(
+        lambda cls: getattr(cls, "__origin__", cls) is Page, page_hook_factory
+    )
+    return converter
+
+
+class Envelope:
+    """The decoded ``{"code", "msg", "data"}`` envelope of a successful reply."""
+
+    __slots__ = ("data", "msg")
+
+    def __init__(self, data: Any, msg: str) -> None:
+        #: The ``data`` member as parsed JSON (not yet structured).
+        self.data = data
+        #: The vendor's ``msg``.
+        self.msg = msg
+
+
+def decode_envelope(body: bytes, status_code: int) -> Envelope:
+    """Parse a reply body; raise the typed error for a non-zero code or a malformed body.
+
+    ``code`` is accepted as a number or a numeric string (the vendor documents a string
+    and its example sends a number).
+    """
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedResponseError("not JSON", status_code=status_code, body=_text(body)) from exc
+    if not isinstance(parsed, dict):
+        raise MalformedResponseError("not a JSON object", status_code=status_code, body=_text(body))
+    try:
+        code = _as_int(parsed["code"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponseError(
+            "missing or non-numeric 'code'", status_code=status_code, body=_text(body)
+        ) from exc
+    msg = parsed.get("msg")
+    msg = msg if isinstance(msg, str) else ""
+    if code != 0:
+        raise api_error(code, msg, status_code=status_code)
+    return Envelope(parsed.get("data"), msg)
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace")

@@ -1,0 +1,124 @@
+"""Which faults are retried, and how long to wait between attempts.
+
+The policy is a small attrs class; the client builds a fresh ``tenacity.AsyncRetrying``
+from it for every call (a retrying object holds per-call state and must never be shared
+between tasks).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    stop_never,
+)
+
+from ._errors import (
+    ItnioHTTPError,
+    ItnioTransportError,
+    TimestampExpiredError,
+    VendorServerError,
+)
+
+__all__ = ["RETRYABLE_HTTP_STATUSES", "RetryPolicy", "is_retryable"]
+
+#: HTTP statuses that a proxy or an overloaded server answers and that pass with time.
+RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _non_negative(name: str) -> Callable[[Any, Any, object], None]:
+    def check(_instance: Any, _attribute: Any, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    return check
+
+
+def _check_max_retries(_instance: Any, _attribute: Any, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {value!r}")
+
+
+def _check_deadline(_instance: Any, _attribute: Any, value: object) -> None:
+    if value is not None:
+        _non_negative("deadline")(_instance, _attribute, value)
+
+
+@attrs.frozen(slots=True)
+class RetryPolicy:
+    """How the client retries transient faults.
+
+    Retried: the vendor's ``-16`` (after the clock is corrected; that first retry goes at
+    once) and ``-18``, HTTP 429, 500, 502, 503 and 504, and transport faults (connect and
+    read timeouts, refused or dropped connections, protocol errors). Anything else fails at
+    once, and so does cancellation.
+
+    The wait before retry ``n`` (from 1) is drawn uniformly from
+    ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]`` ("full jitter", which spreads
+    the retries of many clients apart), or the server's ``Retry-After`` when it sends one
+    and that is longer, capped at ``max_retry_after``.
+    """
+
+    #: Retries after the first attempt; 0 turns retrying off.
+    max_retries: int = attrs.field(default=5, validator=_check_max_retries)
+    #: Upper bound of the first wait, in seconds; it doubles for each later retry.
+    initial_backoff: float = attrs.field(default=0.5, validator=_non_negative("initial_backoff"))
+    #: No single wait is longer than this (``Retry-After`` has its own cap below).
+    max_backoff: float = attrs.field(default=10.0, validator=_non_negative("max_backoff"))
+    #: Seconds from the first attempt after which no retry starts (``None``: no deadline).
+    #: A retry whose wait would end past the deadline is not made.
+    deadline: float | None = attrs.field(default=60.0, validator=_check_deadline)
+    #: The longest ``Retry-After`` the client honours, in seconds.
+    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative("max_retry_after"))
+
+    def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+        """The jittered wait before retry ``retry_number`` (1 for the first retry)."""
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (retry_number - 1))
+        return ceiling * rng()
+
+    def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
+        """The wait before retry ``retry_number`` after ``exc``."""
+        if isinstance(exc, TimestampExpiredError) and exc.clock_corrected:
+            return 0.0
+        wait = self.backoff(retry_number)
+        if isinstance(exc, ItnioHTTPError) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, self.max_retry_after))
+        return wait
+
+    def retrying(
+        self,
+        *,
+        sleep: Callable[[float], Any],
+        before_sleep: Callable[[RetryCallState], Any] | None = None,
+    ) -> AsyncRetrying:
+        """A fresh ``AsyncRetrying`` for one call. It re-raises the last real error."""
+        by_time = stop_before_delay(self.deadline) if self.deadline is not None else stop_never
+        stop = stop_after_attempt(self.max_retries + 1) | by_time
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            return self.wait_for(exc, state.attempt_number)
+
+        return AsyncRetrying(
+            stop=stop,
+            wait=wait,
+            retry=retry_if_exception(is_retryable),
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a fault may pass if the request is simply tried again."""
+    if isinstance(exc, VendorServerError | TimestampExpiredError | ItnioTransportError):
+        return True
+    return isinstance(exc, ItnioHTTPError) and exc.status_code in RETRYABLE_HTTP_STATUSES
