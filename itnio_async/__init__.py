@@ -8,8 +8,6 @@ task in a window, each exactly once and in order::
             ...
 """
 
-from __future__ import annotations
-
 from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncVoiceClient
 from ._errors import (
     AuthenticationError,

@@ -1,0 +1,180 @@
+"""Shared test helpers: a scripted vendor behind ``httpx.MockTransport``, a client factory
+that never sleeps for real, and an event loop whose clock jumps instead of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import selectors
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from itnio_async import AsyncVoiceClient, RetryPolicy
+
+T = TypeVar("T")
+
+KEY = "test-key"
+SECRET = "test-secret-do-not-leak"
+
+
+def wire_record(job_id: int, **overrides: Any) -> dict[str, Any]:
+    """A record in the vendor's JSON shape."""
+    record = {
+        "jobId": job_id,
+        "taskName": f"task {job_id}",
+        "status": 2,
+        "rate": "100",
+        "numCnt": 3,
+        "callNum": 3,
+        "success": 2,
+        "fail": 1,
+        "createdTime": "2024-06-04 14:49:36",
+    }
+    record.update(overrides)
+    return record
+
+
+def vendor_page(
+    records: list[dict[str, Any]] | None = None,
+    *,
+    total: int | None = None,
+    size: int = 100,
+    current: int = 1,
+    code: int | str = 0,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """A successful reply (or, with ``code``, a vendor error inside HTTP 200)."""
+    records = records or []
+    total = len(records) if total is None else total
+    data = {
+        "records": records,
+        "total": total,
+        "size": size,
+        "current": current,
+        "pages": -(-total // size),
+        "searchCount": True,
+    }
+    body: dict[str, Any] = {"code": code, "msg": "success" if code in (0, "0") else "failed"}
+    body["data"] = data if code in (0, "0") else None
+    return httpx.Response(200, json=body, headers=headers)
+
+
+def vendor_error(code: int | str, msg: str = "failed", **headers: str) -> httpx.Response:
+    return httpx.Response(200, json={"code": code, "msg": msg, "data": None}, headers=headers)
+
+
+Step = httpx.Response | BaseException | Callable[[httpx.Request], httpx.Response]
+
+
+class ScriptedVendor:
+    """A MockTransport handler that answers from a script and records every request.
+
+    Each request takes the next step of the script; the last step repeats. A step is a
+    response, an exception to raise (a transport fault), or a function of the request.
+    """
+
+    def __init__(self, *steps: Step) -> None:
+        self.steps = list(steps) or [vendor_page()]
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        if isinstance(step, BaseException):
+            raise step
+        if callable(step) and not isinstance(step, httpx.Response):
+            return step(request)
+        return step
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(request.content) for request in self.requests]
+
+
+class SleepRecorder:
+    """Stands in for the retry wait: records each wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+async def make_client(sleeps: SleepRecorder) -> AsyncIterator[Callable[..., AsyncVoiceClient]]:
+    """Build clients on a scripted vendor; retry waits are recorded, never slept."""
+    clients: list[AsyncVoiceClient] = []
+
+    def factory(
+        handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any
+    ) -> AsyncVoiceClient:
+        kwargs.setdefault("rate_limit", None)
+        kwargs.setdefault("retry", RetryPolicy(max_retries=3))
+        client = AsyncVoiceClient(KEY, SECRET, transport=httpx.MockTransport(handler), **kwargs)
+        client._retry_sleep = sleeps
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        await client.aclose()
+
+
+class _AutojumpSelector:
+    """Wraps a selector: when the loop would block on a timer, jump the clock instead."""
+
+    def __init__(self, loop: VirtualTimeLoop, selector: selectors.BaseSelector) -> None:
+        self._loop = loop
+        self._selector = selector
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        ready = self._selector.select(0)
+        if ready:
+            return ready
+        if timeout == 0:
+            if not self._loop._ready:  # type: ignore[attr-defined]
+                # Only due timers are pending: let a nanosecond pass, as a real clock would,
+                # or code that re-arms a timer for "now" (float rounding) would spin forever.
+                self._loop.virtual_now += 1e-9
+            return ready
+        if timeout is None:
+            return self._selector.select(None)
+        self._loop.virtual_now += timeout
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._selector, name)
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` is virtual and jumps to the next timer when idle.
+
+    Sleeps and limiter waits take no real time, yet their order and spacing are exact.
+    Only for code that does no real I/O (mock transports, in-process fakes).
+    """
+
+    def __init__(self) -> None:
+        self.virtual_now = 0.0
+        super().__init__(_AutojumpSelector(self, selectors.DefaultSelector()))  # type: ignore[arg-type]
+
+    def time(self) -> float:
+        return self.virtual_now
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` to completion on a fresh virtual-time loop."""
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

@@ -1,0 +1,161 @@
+"""The token bucket, in virtual time: spacing, bursts, pauses and cancelled waiters."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import datetime
+
+import httpx
+import pytest
+
+from itnio_async import AsyncVoiceClient, LocalRateLimiter, RateLimiter, RetryPolicy
+
+from .conftest import KEY, SECRET, ScriptedVendor, run_virtual, vendor_error, vendor_page
+
+
+def most_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    best = 0
+    for i, start in enumerate(times):
+        best = max(best, sum(1 for t in times[i:] if t < start + 1.0 - 1e-9))
+    return best
+
+
+async def acquire_times(limiter: LocalRateLimiter, count: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return times
+
+
+def test_requests_are_spaced_evenly_so_no_second_holds_more_than_rate_plus_one() -> None:
+    times = run_virtual(lambda: acquire_times(LocalRateLimiter(10), 35))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap == pytest.approx(0.1, abs=1e-6) for gap in gaps)
+    assert most_in_any_second(times) <= 11
+    assert times[-1] == pytest.approx(3.4, abs=1e-6)
+
+
+def test_a_burst_lets_that_many_go_at_once_then_keeps_the_rate() -> None:
+    times = run_virtual(lambda: acquire_times(LocalRateLimiter(10, burst=5), 15))
+    assert times[:5] == [0.0] * 5
+    assert times[-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_no_rate_limit_means_no_waiting() -> None:
+    assert run_virtual(lambda: acquire_times(LocalRateLimiter(None), 100)) == [0.0] * 100
+
+
+def test_a_pause_holds_every_waiter_until_it_ends() -> None:
+    async def main() -> list[float]:
+        limiter = LocalRateLimiter(None)
+        await limiter.pause(2.0)
+        await limiter.pause(0.5)  # a shorter pause never shortens a longer one
+        return await acquire_times(limiter, 3)
+
+    assert run_virtual(main) == [2.0, 2.0, 2.0]
+
+
+def test_a_cancelled_waiter_takes_no_token() -> None:
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        limiter = LocalRateLimiter(1)
+        await limiter.acquire()  # t=0, the bucket is now full
+        waiter = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.5)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await limiter.acquire()
+        first_after_cancel = loop.time()
+        await limiter.acquire()
+        return first_after_cancel, loop.time()
+
+    # The cancelled waiter's slot (t=1) goes to the next caller; the one after waits to t=2.
+    assert run_virtual(main) == (pytest.approx(1.0), pytest.approx(2.0))
+
+
+def test_the_bucket_is_made_on_the_running_loop_not_at_construction() -> None:
+    limiter = LocalRateLimiter(5)
+    assert limiter._bucket is None
+    run_virtual(lambda: acquire_times(limiter, 1))
+    assert limiter._bucket is not None
+
+
+def test_local_limiter_implements_the_protocol() -> None:
+    assert isinstance(LocalRateLimiter(1), RateLimiter)
+
+
+def test_the_client_takes_a_token_for_every_attempt_including_retries() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        def record(request: httpx.Request) -> httpx.Response:
+            times.append(loop.time())
+            return vendor_page()
+
+        vendor = ScriptedVendor(vendor_error(-18), vendor_error(-18), record)
+        client = AsyncVoiceClient(
+            KEY,
+            SECRET,
+            transport=httpx.MockTransport(vendor),
+            rate_limit=4,
+            retry=RetryPolicy(initial_backoff=0),
+        )
+        async with client:
+            for _ in range(3):
+                await client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 1, 2))
+        return times
+
+    # Two failed attempts took tokens at 0 and 0.25, so the three successes go at 0.5, 0.75, 1.
+    assert run_virtual(main) == [pytest.approx(0.5), pytest.approx(0.75), pytest.approx(1.0)]
+
+
+def test_a_call_cancelled_while_waiting_for_a_token_sends_nothing() -> None:
+    async def main() -> int:
+        vendor = ScriptedVendor(vendor_page())
+        client = AsyncVoiceClient(KEY, SECRET, transport=httpx.MockTransport(vendor), rate_limit=1)
+        async with client:
+            await client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 1, 2))
+            waiting = asyncio.create_task(
+                client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 1, 2))
+            )
+            await asyncio.sleep(0.3)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await asyncio.sleep(5)
+        return len(vendor.requests)
+
+    assert run_virtual(main) == 1
+
+
+def test_a_shared_limiter_paces_every_task_of_the_client_together() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        def record(request: httpx.Request) -> httpx.Response:
+            times.append(loop.time())
+            return vendor_page()
+
+        client = AsyncVoiceClient(KEY, SECRET, transport=httpx.MockTransport(record), rate_limit=20)
+        async with client:
+            await asyncio.gather(
+                *(
+                    client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 1, 2))
+                    for _ in range(60)
+                )
+            )
+        return times
+
+    times = run_virtual(main)
+    assert len(times) == 60
+    assert most_in_any_second(times) <= 21

@@ -1,0 +1,54 @@
+"""The public surface is exactly what ``__all__`` says, and nothing drifts in by accident."""
+
+from __future__ import annotations
+
+import inspect
+
+import itnio_async
+
+EXPECTED = {
+    "AsyncVoiceClient",
+    "RetryPolicy",
+    "RateLimiter",
+    "LocalRateLimiter",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TIMEOUT",
+    "compute_sign",
+    "GroupCallRecord",
+    "GroupCallStatus",
+    "Page",
+    "GroupCallStream",
+    "GroupCallPageStream",
+    "StreamProgress",
+    "ItnioError",
+    "ItnioAPIError",
+    "AuthenticationError",
+    "IPRestrictedError",
+    "TimestampExpiredError",
+    "VendorServerError",
+    "InvalidParameterError",
+    "ItnioHTTPError",
+    "RateLimitedError",
+    "ItnioTransportError",
+    "ItnioTimeoutError",
+    "MalformedResponseError",
+    "ClientStateError",
+    "__version__",
+}
+
+
+def test_all_lists_exactly_the_public_surface() -> None:
+    assert set(itnio_async.__all__) == EXPECTED
+    assert len(itnio_async.__all__) == len(EXPECTED)
+
+
+def test_every_name_in_all_is_importable_and_owned_by_the_package() -> None:
+    for name in itnio_async.__all__:
+        value = getattr(itnio_async, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__.startswith("itnio_async"), name
+
+
+def test_public_names_not_in_all_are_only_modules() -> None:
+    public = {name for name in dir(itnio_async) if not name.startswith("_")}
+    assert public - set(itnio_async.__all__) <= {"testing"}
