@@ -1,0 +1,568 @@
+"""The fake vendor server: :class:`FakeVendor`, a raw ASGI app, and its in-process transport.
+
+The fake is an independent implementation of the vendor's published rules (see the
+package docstring); it shares no code with the client, so it catches client bugs.
+Order of processing for one request:
+
+1. count it (:attr:`FakeVendor.stats`), then run the ``on_request`` callbacks;
+2. route: only ``POST /voice/group/call/query`` (else HTTP 404, or 405 with ``Allow``);
+3. the per-key rate limit, like a proxy in front of the vendor (HTTP 429);
+4. the fault plan (which may replace the answer; misrouted and rate-limited
+   requests consume no fault);
+5. latency, jitter and any ``Fault.delay``;
+6. the vendor proper: ``Api-Key`` (-1), ``Sign`` (-1), ``Timestamp`` (-16), the
+   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import math
+import time as _time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Final
+
+import attrs
+import httpx
+
+from . import _rng
+from ._dataset import Dataset, FakeTask, Query
+from ._faults import Fault, FaultCursor, FaultPlan
+from ._stats import FakeStats
+from ._wire import (
+    CODE_AUTH,
+    CODE_MESSAGES,
+    CODE_OK,
+    CODE_PARAMS,
+    CODE_TIMESTAMP,
+    JSON_CONTENT_TYPE,
+    QUERY_PATH,
+    dumps,
+    http_date,
+    nginx_error_page,
+    parse_wire_time,
+    retry_after_value,
+    sign_matches,
+    spring_error,
+)
+
+__all__ = ["DroppedConnection", "FakeTransport", "FakeVendor", "RequestCallback"]
+
+#: ASGI shapes, loosely typed as the spec leaves them.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: ``callback(n, body)`` run before request ``n`` is answered; may return an awaitable.
+RequestCallback = Callable[[int, dict[str, Any]], object]
+
+_JITTER_STREAM: Final = 2_000  # hash stream of the per-request jitter draw
+_MAX_SIZE: Final = 100  # the vendor's largest page
+_DEFAULT_TASKS: Final = 200  # tasks in the default generated dataset
+#: What a dropped response manages to send before the connection dies.
+_DROP_PREFIX: Final = b'{"code":0,"msg":"success","data":{"records":[{"jobId":'
+
+
+class DroppedConnection(Exception):
+    """Raised by the app after a partial response to make the server drop the connection."""
+
+
+class _BadRequest(Exception):
+    """A body the vendor refuses with -22; the message explains why."""
+
+
+@attrs.frozen
+class _Answer:
+    """A complete HTTP answer, built before the latency sleep or after it."""
+
+    status: int
+    body: bytes
+    content_type: bytes = JSON_CONTENT_TYPE
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
+    tag: int | str = 0  # what FakeStats.codes counts for this answer
+
+
+def _header_map(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        headers[bytes(name).decode("latin-1").lower()] = bytes(value).decode("latin-1")
+    return headers
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_field(obj: dict[str, Any], name: str, label: str) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise _BadRequest(f"{label} must be an integer, got {json.dumps(value)}")
+    return int(value)
+
+
+def _time_field(params: dict[str, Any], name: str) -> datetime:
+    value = params.get(name)
+    if value is None:
+        raise _BadRequest(f"params.{name} is required")
+    if not isinstance(value, str):
+        raise _BadRequest(f"params.{name} must be a string 'YYYY-MM-DD HH:MM:SS'")
+    try:
+        return parse_wire_time(value)
+    except ValueError:
+        raise _BadRequest(
+            f"params.{name} must be 'YYYY-MM-DD HH:MM:SS', got {json.dumps(value)}"
+        ) from None
+
+
+def parse_query_body(body: dict[str, Any] | None) -> tuple[int, int, Query]:
+    """Validate a query body as the vendor does: ``(current, size, query)`` or ``_BadRequest``."""
+    if body is None:
+        raise _BadRequest("the request body must be a JSON object")
+    current = _int_field(body, "current", "current")
+    if current is None:
+        raise _BadRequest("current is required")
+    if current < 1:
+        raise _BadRequest(f"current must be >= 1, got {current}")
+    size = _int_field(body, "size", "size")
+    if size is None:
+        raise _BadRequest("size is required")
+    if not 1 <= size <= _MAX_SIZE:
+        raise _BadRequest(f"size must be between 1 and {_MAX_SIZE}, got {size}")
+    params = body.get("params")
+    if params is None:
+        raise _BadRequest("params is required")
+    if not isinstance(params, dict):
+        raise _BadRequest("params must be a JSON object")
+    start = _time_field(params, "strTime")
+    end = _time_field(params, "endTime")
+    if end < start:
+        raise _BadRequest("params.endTime must not be before params.strTime")
+    statuses = params.get("statusList")
+    if statuses is not None and (
+        not isinstance(statuses, list) or not all(_is_int(s) for s in statuses)
+    ):
+        raise _BadRequest("params.statusList must be a list of integers")
+    app_id = _int_field(params, "idxAppId", "params.idxAppId")
+    search = params.get("searchCondition")
+    if search is not None and not isinstance(search, str):
+        raise _BadRequest("params.searchCondition must be a string")
+    return current, size, Query.build(start, end, statuses, app_id, search)
+
+
+class FakeTransport(httpx.AsyncBaseTransport):
+    """An in-process ``httpx`` transport to a fake vendor: no sockets, same answers.
+
+    Wraps ``httpx.ASGITransport`` and makes it behave like the network where it
+    matters to a client: a :meth:`Fault.drop` raises ``httpx.RemoteProtocolError``,
+    and a request's read timeout (``httpx.Timeout(read=...)``) raises
+    ``httpx.ReadTimeout`` when the fake is slower than that.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._inner = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to the app and return its complete response."""
+        timeouts = request.extensions.get("timeout", {})
+        read_timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
+        try:
+            async with asyncio.timeout(read_timeout):
+                return await self._inner.handle_async_request(request)
+        except DroppedConnection as exc:
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body",
+                request=request,
+            ) from exc
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out", request=request) from exc
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
+class FakeVendor:
+    """An in-process fake of the vendor's ``POST /voice/group/call/query``.
+
+    Args:
+        api_key: the one account's ``Api-Key``.
+        api_secret: its secret (``Sign`` = md5 of key + secret + ``Timestamp``).
+        dataset: a :class:`Dataset`, a sequence of :class:`FakeTask`, or ``None``
+            for ``Dataset.generate(200, seed=seed)``. The fake mutates it.
+        timestamp_tolerance: the largest accepted ``|Timestamp - server time|``, in
+            seconds; beyond it the answer is -16.
+        clock_offset: seconds the server's clock runs ahead of (``> 0``) or behind
+            ``clock``; settable at any time.
+        code_as_string: send ``code`` as a string (``"0"``), as the vendor's
+            document types it, instead of a number.
+        faults: a :class:`FaultPlan`; settable (setting it restarts ``by_page``).
+        rate_limit: requests per second per ``Api-Key`` in any 1-second sliding
+            window (``None``: unlimited); a fractional rate below 1 allows one request
+            per ``1 / rate`` seconds, above 1 it rounds down. Beyond it: HTTP 429
+            with ``Retry-After``.
+        latency: seconds to wait before every answer.
+        jitter: up to this many more seconds, uniform and seeded per request.
+        seed: seeds the default dataset and the jitter (read at construction).
+        clock: the wall clock, unix seconds (default ``time.time``).
+        monotonic: the clock of the rate limit and of arrival times (default
+            ``time.monotonic``).
+        tz: the zone of the vendor's ``LocalDateTime``: :meth:`now` and the creation
+            time of :meth:`insert_tasks` use it (default UTC).
+
+    ``fake.app`` (or the fake itself) is the ASGI 3 application; :meth:`transport`
+    an in-process httpx transport; :func:`~itnio_async.testing.serve` serves it on
+    loopback.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "test-key",
+        api_secret: str = "test-secret",  # noqa: S107 - a test double's default
+        *,
+        dataset: Dataset | Sequence[FakeTask] | None = None,
+        timestamp_tolerance: float = 300.0,
+        clock_offset: float = 0.0,
+        code_as_string: bool = False,
+        faults: FaultPlan | None = None,
+        rate_limit: float | None = None,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        seed: int = 0,
+        clock: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] | None = None,
+        tz: tzinfo = UTC,
+    ) -> None:
+        if rate_limit is not None and rate_limit <= 0:
+            raise ValueError("rate_limit must be > 0 (or None for no limit)")
+        if min(latency, jitter, timestamp_tolerance) < 0:
+            raise ValueError("latency, jitter and timestamp_tolerance must be >= 0")
+        self.api_key = api_key
+        self.api_secret = api_secret
+        if dataset is None:
+            dataset = Dataset.generate(_DEFAULT_TASKS, seed=seed)
+        elif not isinstance(dataset, Dataset):
+            dataset = Dataset(dataset)
+        self.dataset: Dataset = dataset
+        self.timestamp_tolerance = timestamp_tolerance
+        self.clock_offset = clock_offset
+        self.code_as_string = code_as_string
+        self.rate_limit = rate_limit
+        self.latency = latency
+        self.jitter = jitter
+        self.seed = seed
+        self.clock: Callable[[], float] = clock or _time.time
+        self.monotonic: Callable[[], float] = monotonic or _time.monotonic
+        self.tz = tz
+        self.stats = FakeStats()
+        self._cursor = FaultCursor(faults)  # the fault plan and how far by_page got
+        self._callbacks: list[RequestCallback] = []  # run in order before each answer
+        self._windows: dict[str, deque[float]] = {}  # per Api-Key: admitted arrival times
+        self._jitter_key = _rng.stream_key(seed, _JITTER_STREAM)
+
+    # -------------------------------------------------------------- public API
+
+    @property
+    def app(self) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        """The ASGI 3 application (the fake itself)."""
+        return self
+
+    @property
+    def faults(self) -> FaultPlan | None:
+        """The fault plan; assigning one starts its ``by_page`` queues afresh."""
+        return self._cursor.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        self._cursor = FaultCursor(plan)
+
+    def time(self) -> float:
+        """The server's clock, unix seconds: ``clock() + clock_offset``."""
+        return self.clock() + self.clock_offset
+
+    def now(self) -> datetime:
+        """The server's clock as a naive ``LocalDateTime`` in ``tz``, whole seconds."""
+        return datetime.fromtimestamp(self.time(), self.tz).replace(tzinfo=None, microsecond=0)
+
+    def transport(self) -> FakeTransport:
+        """A new in-process ``httpx.AsyncBaseTransport`` to this fake."""
+        return FakeTransport(self)
+
+    def expected(
+        self,
+        start: datetime | str,
+        end: datetime | str,
+        statuses: Iterable[int] | None = None,
+        app_id: int | None = None,
+        search: str | None = None,
+    ) -> list[FakeTask]:
+        """Exactly what a correct client streams for this window and filters, newest first.
+
+        The window is inclusive at both ends (``start <= createdTime <= end``);
+        ``statuses`` empty or ``None`` means all; ``search`` is a case-insensitive
+        substring of the task name. Reflects the dataset as it is now.
+        """
+        return self.dataset.select(start, end, statuses=statuses, app_id=app_id, search=search)
+
+    def insert_tasks(
+        self,
+        n: int,
+        *,
+        created_time: datetime | None = None,
+        status: int = 0,
+        app_id: int | None = None,
+    ) -> list[FakeTask]:
+        """Create ``n`` new tasks (fresh job ids above all others) at ``created_time``
+        (default: the server's :meth:`now`); return them."""
+        when = created_time if created_time is not None else self.now()
+        return self.dataset.add_new(n, when, status=status, app_id=app_id)
+
+    def change_status(self, job_ids: Iterable[int], status: int) -> None:
+        """Set the status of existing tasks (``KeyError`` for an unknown job id)."""
+        self.dataset.change_status(job_ids, status)
+
+    def remove_tasks(self, job_ids: Iterable[int]) -> None:
+        """Delete existing tasks (``KeyError`` for an unknown job id)."""
+        self.dataset.remove(job_ids)
+
+    def on_request(self, callback: RequestCallback) -> RequestCallback:
+        """Run ``callback(n, body)`` before request ``n`` (1-based arrival order) is answered.
+
+        ``body`` is the parsed JSON object (``{}`` if there is none). The callback
+        may be a coroutine function. Returns the callback, so it works as a decorator.
+        """
+        self._callbacks.append(callback)
+        return callback
+
+    # -------------------------------------------------------------------- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI 3 entry point."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"the fake vendor speaks HTTP only, not {scope['type']}")
+        arrival = self.monotonic()
+        body = await self._read_body(receive)
+        n = self.stats.arrive(arrival)
+        tag: int | str = "disconnect"
+        try:
+            if body is not None:
+                tag = await self._respond(n, scope, body, send)
+        except DroppedConnection:
+            tag = "drop"
+            raise
+        finally:
+            self.stats.finish(tag)
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    @staticmethod
+    async def _read_body(receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _respond(self, n: int, scope: Scope, body: bytes, send: Send) -> int | str:
+        headers = _header_map(scope)
+        parsed = _json_object(body)
+        page = parsed.get("current") if parsed is not None else None
+        if not _is_int(page):
+            page = None
+        if page is not None:
+            self.stats.per_page[page] += 1
+        for callback in list(self._callbacks):
+            result = callback(n, parsed if parsed is not None else {})
+            if inspect.isawaitable(result):
+                await result
+
+        path = scope.get("path", "")
+        answer: _Answer | None = None
+        fault: Fault | None = None
+        if path != QUERY_PATH:
+            answer = self._http_error(404, path)
+        elif scope.get("method") != "POST":
+            answer = self._http_error(405, path, extra=((b"allow", b"POST"),))
+        else:
+            answer = self._rate_limited(headers.get("api-key", ""))
+            if answer is None:
+                fault = self._cursor.next_fault(n, page)
+
+        delay = self.latency
+        if self.jitter > 0:
+            delay += self.jitter * _rng.unit(self._jitter_key, n)
+        if fault is not None and fault.kind == "delay":
+            delay += fault.seconds
+            fault = None
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+        if fault is not None:
+            if fault.kind == "drop":
+                await self._drop(send)
+            answer = self._fault_answer(fault, path)
+        if answer is None:
+            answer = self._vendor_answer(headers, parsed)
+        await self._send(send, answer)
+        return answer.tag
+
+    # ----------------------------------------------------------------- answers
+
+    def _code(self, code: int | str) -> int | str:
+        return str(code) if self.code_as_string and isinstance(code, int) else code
+
+    def _envelope(self, code: int | str, msg: str, data: Any = None) -> _Answer:
+        payload = {"code": self._code(code), "msg": msg, "data": data}
+        tag = code if isinstance(code, int) else _int_or_str(code)
+        return _Answer(200, dumps(payload), tag=tag)
+
+    def _http_error(
+        self, status: int, path: str, message: str = "", extra: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> _Answer:
+        body = spring_error(status, path, self.time(), message)
+        return _Answer(status, body, b"application/json", extra, tag=status)
+
+    def _rate_limited(self, api_key: str) -> _Answer | None:
+        rate = self.rate_limit
+        if rate is None:
+            return None
+        window, capacity = (1.0, int(rate)) if rate >= 1 else (1.0 / rate, 1)
+        now = self.monotonic()
+        admitted = self._windows.setdefault(api_key, deque())
+        while admitted and now - admitted[0] >= window:
+            admitted.popleft()
+        if len(admitted) < capacity:
+            admitted.append(now)
+            return None
+        wait = max(1, math.ceil(admitted[0] + window - now))
+        body = dumps(
+            {
+                "status": 429,
+                "error": "Too Many Requests",
+                "message": f"rate limit of {rate:g} requests per second exceeded",
+            }
+        )
+        return _Answer(429, body, b"application/json", ((b"retry-after", str(wait).encode()),), 429)
+
+    def _fault_answer(self, fault: Fault, path: str) -> _Answer:
+        if fault.kind == "code":
+            code = fault.vendor_code if fault.vendor_code is not None else CODE_OK
+            msg = fault.msg
+            if msg is None:
+                number = _int_or_none(code)
+                msg = "unknown error" if number is None else CODE_MESSAGES.get(number, "error")
+            return self._envelope(code, msg)
+        status = fault.status or 500
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if fault.retry_after is not None:
+            extra = ((b"retry-after", retry_after_value(fault.retry_after)),)
+        if fault.html:
+            return _Answer(
+                status,
+                nginx_error_page(status),
+                b"text/html",
+                ((b"server", b"nginx"), *extra),
+                tag=status,
+            )
+        return self._http_error(status, path, extra=extra)
+
+    def _vendor_answer(self, headers: dict[str, str], body: dict[str, Any] | None) -> _Answer:
+        api_key = headers.get("api-key")
+        if api_key is None:
+            return self._envelope(CODE_AUTH, "Authentication error: Api-Key header is missing")
+        if api_key != self.api_key:
+            return self._envelope(CODE_AUTH, "Authentication error: unknown Api-Key")
+        sign = headers.get("sign")
+        timestamp = headers.get("timestamp")
+        if sign is None or timestamp is None:
+            return self._envelope(
+                CODE_AUTH, "Authentication error: Sign and Timestamp headers are required"
+            )
+        if not sign_matches(sign, self.api_key, self.api_secret, timestamp):
+            return self._envelope(CODE_AUTH, "Authentication error: Sign does not match")
+        try:
+            seconds = int(timestamp.strip())
+        except ValueError:
+            return self._envelope(CODE_TIMESTAMP, "Timestamp expires: not unix seconds")
+        if abs(seconds - self.time()) > self.timestamp_tolerance:
+            return self._envelope(CODE_TIMESTAMP, "Timestamp expires")
+        if "json" not in headers.get("content-type", "").lower():
+            return self._http_error(415, QUERY_PATH, "Content-Type must be application/json")
+        try:
+            current, size, query = parse_query_body(body)
+        except _BadRequest as exc:
+            return self._envelope(CODE_PARAMS, f"Parameter exception: {exc}")
+        total, records = self.dataset.page(query, current, size)
+        data = {
+            "records": [task.to_wire() for task in records],
+            "total": total,
+            "size": size,
+            "current": current,
+            "searchCount": True,
+            "pages": -(-total // size),
+        }
+        return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], data)
+
+    # ----------------------------------------------------------------- sending
+
+    async def _send(self, send: Send, answer: _Answer) -> None:
+        headers = [
+            (b"content-type", answer.content_type),
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"date", http_date(self.time())),
+            *answer.extra_headers,
+        ]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+
+    async def _drop(self, send: Send) -> None:
+        headers = [
+            (b"content-type", JSON_CONTENT_TYPE),
+            (b"content-length", str(len(_DROP_PREFIX) + 4096).encode()),
+            (b"date", http_date(self.time())),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": _DROP_PREFIX, "more_body": True})
+        raise DroppedConnection("the fake vendor dropped the connection mid-response")
+
+
+def _int_or_none(code: int | str) -> int | None:
+    if isinstance(code, int):
+        return code
+    try:
+        return int(code)
+    except ValueError:
+        return None
+
+
+def _int_or_str(code: str) -> int | str:
+    value = _int_or_none(code)
+    return code if value is None else value
