@@ -500,7 +500,11 @@ class AsyncVoiceClient:
         try:
             envelope = decode_envelope(response.content, status)
         except TimestampExpiredError as exc:
-            exc.clock_corrected = self._clock.learn(response.headers, sent_at, received_at)
+            before = self._clock.offset
+            learned = self._clock.learn(response.headers, sent_at, received_at)
+            # Only a real change of the offset earns an immediate retry; a server that keeps
+            # answering -16 with the same Date gets the usual backoff.
+            exc.clock_corrected = learned and abs(self._clock.offset - before) >= 1.0
             logger.debug(
                 "POST %s attempt=%d code=-16 clock_offset=%.3fs (corrected=%s)",
                 path,

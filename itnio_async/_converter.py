@@ -39,8 +39,14 @@ _STATUS_BY_VALUE: dict[object, GroupCallStatus] = {m.value: m for m in GroupCall
 
 
 def format_wire_time(value: datetime) -> str:
-    """Format a (naive, already zone-converted) datetime as the vendor's LocalDateTime."""
-    return value.strftime(WIRE_TIME_FORMAT)
+    """Format a (naive, already zone-converted) datetime as the vendor's LocalDateTime.
+
+    Written out by hand: ``strftime("%Y")`` does not pad years before 1000 on glibc.
+    """
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
 
 
 def _as_str(value: object) -> str:
@@ -60,9 +66,11 @@ def _as_int(value: object) -> int:
 
 
 def _as_status(value: object) -> GroupCallStatus:
-    member = _STATUS_BY_VALUE.get(value)
-    if member is not None:
-        return member
+    # The class check keeps True and 2.0 (equal to 1 and 2 as dict keys) off the fast path.
+    if value.__class__ is int:
+        member = _STATUS_BY_VALUE.get(value)
+        if member is not None:
+            return member
     return GroupCallStatus(_as_int(value))
 
 
@@ -156,7 +164,7 @@ def decode_envelope(body: bytes, status_code: int) -> Envelope:
     """
     try:
         parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponseError("not JSON", status_code=status_code, body=_text(body)) from exc
     if not isinstance(parsed, dict):
         raise MalformedResponseError("not a JSON object", status_code=status_code, body=_text(body))

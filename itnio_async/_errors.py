@@ -28,6 +28,8 @@ errors raised by a record stream also carry ``page``, the page to resume from wi
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "ClientStateError",
@@ -68,6 +70,11 @@ class ItnioError(Exception):
         self.attempts = None
         self.page = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments than the message: rebuild from the
+        # attributes, so errors survive pickling (process pools, logging queues) and copy.
+        return (_restore, (type(self), self.args, self.__dict__.copy()))
+
     def __str__(self) -> str:
         extra = []
         if self.page is not None:
@@ -75,6 +82,13 @@ class ItnioError(Exception):
         if self.attempts is not None:
             extra.append(f"after {self.attempts} attempt{'s' if self.attempts != 1 else ''}")
         return f"{self.message} ({', '.join(extra)})" if extra else self.message
+
+
+def _restore(cls: type[ItnioError], args: tuple[Any, ...], state: dict[str, Any]) -> ItnioError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ItnioAPIError(ItnioError):

@@ -7,6 +7,7 @@ between tasks).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any
@@ -36,8 +37,10 @@ RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 def _non_negative(name: str) -> Callable[[Any, Any, object], None]:
     def check(_instance: Any, _attribute: Any, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
     return check
 
@@ -56,10 +59,10 @@ def _check_deadline(_instance: Any, _attribute: Any, value: object) -> None:
 class RetryPolicy:
     """How the client retries transient faults.
 
-    Retried: the vendor's ``-16`` (after the clock is corrected; that first retry goes at
-    once) and ``-18``, HTTP 429, 500, 502, 503 and 504, and transport faults (connect and
-    read timeouts, refused or dropped connections, protocol errors). Anything else fails at
-    once, and so does cancellation.
+    Retried: the vendor's ``-16`` (after the clock is corrected from the reply's ``Date``;
+    a retry right after a correction goes at once) and ``-18``, HTTP 429, 500, 502, 503
+    and 504, and transport faults (connect and read timeouts, refused or dropped
+    connections, protocol errors). Anything else fails at once, and so does cancellation.
 
     The wait before retry ``n`` (from 1) is drawn uniformly from
     ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]`` ("full jitter", which spreads
@@ -79,10 +82,12 @@ class RetryPolicy:
     #: The longest ``Retry-After`` the client honours, in seconds.
     max_retry_after: float = attrs.field(default=60.0, validator=_non_negative("max_retry_after"))
 
-    def backoff(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
+    def backoff(self, retry_number: int, rng: Callable[[], float] | None = None) -> float:
         """The jittered wait before retry ``retry_number`` (1 for the first retry)."""
-        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (retry_number - 1))
-        return ceiling * rng()
+        # The exponent is capped: 2.0 ** 1024 overflows, and 2 ** 62 is past any cap anyway.
+        growth = 2.0 ** min(retry_number - 1, 62)
+        ceiling = min(self.max_backoff, self.initial_backoff * growth)
+        return ceiling * (rng or random.random)()
 
     def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
         """The wait before retry ``retry_number`` after ``exc``."""

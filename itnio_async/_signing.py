@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Generator
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 import attrs
@@ -72,9 +73,12 @@ class ServerClock:
         if not raw:
             return False
         try:
-            server_time = parsedate_to_datetime(raw).timestamp()
+            when = parsedate_to_datetime(raw)
         except (TypeError, ValueError, IndexError, OverflowError):
             return False
+        if when.tzinfo is None:  # the asctime form and "-0000": HTTP dates are always GMT
+            when = when.replace(tzinfo=UTC)
+        server_time = when.timestamp()
         self.offset = server_time - (sent_at + received_at) / 2.0
         return True
 
