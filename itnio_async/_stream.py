@@ -25,7 +25,7 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from datetime import timedelta
 from functools import partial
 from types import TracebackType
@@ -55,6 +55,10 @@ T = TypeVar("T")
 
 #: Pages fetched or in flight ahead of the consumer, per unit of ``concurrency``.
 LOOKAHEAD_FACTOR = 3
+#: Job ids remembered for dropping repeats after a resync, at least. Tasks that enter the
+#: window at its head mid-stream shift the old records down, so a re-read can bring back
+#: records yielded that many places earlier; 10,000 ids cost about a megabyte.
+MIN_REMEMBERED = 10_000
 
 
 @attrs.define(slots=True)
@@ -155,24 +159,28 @@ class _RecentIds:
     """The job ids of the most recently yielded records, up to ``capacity``.
 
     A re-read after a resync goes back a bounded number of pages, so repeats can only be
-    of recent records: remembering those keeps memory proportional to the window rather
-    than to the result.
+    of records yielded shortly before it: remembering those keeps memory proportional to
+    the window rather than to the result.
     """
 
-    __slots__ = ("_capacity", "_ids")
+    __slots__ = ("_ids", "capacity")
 
     def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
+        #: How many ids it keeps.
+        self.capacity = capacity
         # Insertion-ordered set: the oldest id is evicted first.
         self._ids: OrderedDict[int, None] = OrderedDict()
 
     def __contains__(self, job_id: int) -> bool:
         return job_id in self._ids
 
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ids)
+
     def add(self, job_id: int) -> None:
         ids = self._ids
         ids[job_id] = None
-        if len(ids) > self._capacity:
+        if len(ids) > self.capacity:
             ids.popitem(last=False)
 
 
@@ -212,18 +220,26 @@ class _PageEngine:
         self._failure: tuple[int, BaseException] | None = None
         # Set by close(): nothing new starts after it.
         self._closed = False
-        # Yielded job ids, for dropping repeats after a resync.
-        self._recent = _RecentIds(capacity=(self._max_ahead + 4) * self._size)
+        # The last yielded job ids, from which each resync takes its snapshot.
+        self._recent = _RecentIds(capacity=max((self._max_ahead + 4) * self._size, MIN_REMEMBERED))
+        # Ids yielded before the last resync: a re-read may bring these again. A snapshot,
+        # not the live window, because records that entered the result at its head are
+        # yielded before the repeats and would push those out of a window of fixed size.
+        self._before_resync: frozenset[int] = frozenset()
         # Records still allowed by ``limit`` (None: no limit).
         self._remaining = options.limit
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _report(self) -> None:
+    def _sync_tally(self) -> None:
         progress, tally = self._progress, self._tally
         progress.requests = tally.attempts
         progress.retries = tally.retries
         progress.limiter_wait = tally.limiter_wait
+
+    def _report(self) -> None:
+        self._sync_tally()
+        progress = self._progress
         callback = self._options.on_progress
         if callback is not None:
             callback(progress)
@@ -258,7 +274,7 @@ class _PageEngine:
             exc.page = first
             raise
         finally:
-            self._report()
+            self._sync_tally()
         self._set_total(page.total)
         self._progress.pages_done = 1
         return page
@@ -335,7 +351,7 @@ class _PageEngine:
         # Tasks leaving the window move later records up: go back far enough to catch them,
         # but no further than the remembered job ids reach.
         back = 1 + math.ceil(max(0, old_total - new_total) / self._size)
-        restart = max(1, first_unyielded - min(back, self._max_ahead))
+        restart = max(1, first_unyielded - min(back, self._recent.capacity // self._size))
         logger.warning(
             "the result changed while streaming (total %d -> %d, seen on page %d): "
             "reading again from page %d",
@@ -346,6 +362,10 @@ class _PageEngine:
         )
         self._drop(self._slots)
         self._slots.clear()
+        snapshot = self._before_resync | frozenset(self._recent)
+        if len(snapshot) > 4 * self._recent.capacity:
+            snapshot = frozenset(self._recent)
+        self._before_resync = snapshot
         self._set_total(new_total)
         self._progress.resyncs += 1
         self._next_new_page = restart
@@ -385,8 +405,13 @@ class _PageEngine:
     def _without_repeats(self, page: Page[GroupCallRecord]) -> Page[GroupCallRecord]:
         records = page.records
         recent = self._recent
-        if self._progress.resyncs and any(record.job_id in recent for record in records):
-            records = tuple(record for record in records if record.job_id not in recent)
+        if self._progress.resyncs:
+            seen = self._before_resync
+            records = tuple(
+                record
+                for record in records
+                if record.job_id not in seen and record.job_id not in recent
+            )
         if self._remaining is not None:
             records = records[: self._remaining]
             self._remaining -= len(records)
@@ -394,7 +419,7 @@ class _PageEngine:
                 self._last_page = 0
                 self._drop(self._slots)
                 self._slots.clear()
-        if records is not page.records:
+        if records != page.records:
             page = attrs.evolve(page, records=records)
         for record in records:
             recent.add(record.job_id)
@@ -415,28 +440,67 @@ class _PageEngine:
             await asyncio.wait(tasks)
 
 
+async def _stream_pages(
+    client: AsyncVoiceClient, options: StreamOptions, progress: StreamProgress
+) -> AsyncGenerator[Page[GroupCallRecord], None]:
+    """The pages of a stream. A plain function, not a method: a generator that held its
+    stream object would form a reference cycle, and a dropped stream would then wait for
+    the garbage collector instead of being closed at once."""
+    query = options.query
+    if client.server_timezone is not None:
+        # Tasks created after this second cannot enter the window (see the README).
+        now = client.server_now().replace(tzinfo=None) - timedelta(seconds=1)
+        if query.end > now:
+            query = query.with_end(max(now, query.start))
+    engine = _PageEngine(client, attrs.evolve(options, query=query), progress)
+    try:
+        first = await engine.start()
+        if first is None:
+            return
+        yield engine.accept_first(first)
+        while (page := await engine.next_page()) is not None:
+            yield page
+    finally:
+        await engine.close()
+
+
+async def _stream_records(
+    client: AsyncVoiceClient, options: StreamOptions, progress: StreamProgress
+) -> AsyncGenerator[GroupCallRecord, None]:
+    pages = _stream_pages(client, options, progress)
+    try:
+        async for page in pages:
+            for record in page.records:
+                yield record
+    finally:
+        await pages.aclose()
+
+
 class _StreamBase(Generic[T]):
-    """The async-iterator shell around a page engine."""
+    """The async-iterator shell around a generator of pages or records.
+
+    Iterate it with ``async for`` (nothing to await first); close it with ``aclose()``
+    or ``contextlib.aclosing``. A stream dropped without closing is closed by the event
+    loop's async-generator finalizer as soon as the last reference goes.
+    """
+
+    _generator: Callable[[AsyncVoiceClient, StreamOptions, StreamProgress], AsyncGenerator[T, None]]
 
     def __init__(self, client: AsyncVoiceClient, options: StreamOptions) -> None:
-        self._client = client
-        self._options = options
         #: How far the stream has come; updated as pages arrive.
         self.progress = StreamProgress(next_page=options.start_page)
-        self._agen: AsyncGenerator[T, None] | None = None
+        # The generator doing the work; made here but started by the first __anext__.
+        self._agen = type(self)._generator(client, options, self.progress)
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> T:
-        if self._agen is None:
-            self._agen = self._generate()
         return await self._agen.__anext__()
 
     async def aclose(self) -> None:
         """Stop the stream: cancel the requests in flight and wait for them to end."""
-        if self._agen is not None:
-            await self._agen.aclose()
+        await self._agen.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -449,50 +513,14 @@ class _StreamBase(Generic[T]):
     ) -> None:
         await self.aclose()
 
-    def _generate(self) -> AsyncGenerator[T, None]:
-        raise NotImplementedError
-
-    async def _pages(self) -> AsyncGenerator[Page[GroupCallRecord], None]:
-        options = self._options
-        client = self._client
-        query = options.query
-        if client.server_timezone is not None:
-            # Tasks created after this second cannot enter the window (see the README).
-            now = client.server_now().replace(tzinfo=None) - timedelta(seconds=1)
-            if query.end > now:
-                query = query.with_end(max(now, query.start))
-        engine = _PageEngine(client, attrs.evolve(options, query=query), self.progress)
-        try:
-            first = await engine.start()
-            if first is None:
-                return
-            yield engine.accept_first(first)
-            while (page := await engine.next_page()) is not None:
-                yield page
-        finally:
-            await engine.close()
-
 
 class GroupCallPageStream(_StreamBase[Page[GroupCallRecord]]):
     """An async iterator of ``Page``s of a window (see ``iter_group_call_pages``)."""
 
-    async def _generate(self) -> AsyncGenerator[Page[GroupCallRecord], None]:
-        pages = self._pages()
-        try:
-            async for page in pages:
-                yield page
-        finally:
-            await pages.aclose()
+    _generator = staticmethod(_stream_pages)
 
 
 class GroupCallStream(_StreamBase[GroupCallRecord]):
     """An async iterator of every ``GroupCallRecord`` of a window (see ``iter_group_calls``)."""
 
-    async def _generate(self) -> AsyncGenerator[GroupCallRecord, None]:
-        pages = self._pages()
-        try:
-            async for page in pages:
-                for record in page.records:
-                    yield record
-        finally:
-            await pages.aclose()
+    _generator = staticmethod(_stream_records)

@@ -1,0 +1,606 @@
+"""The record stream against the in-process fake vendor, in virtual time.
+
+Every test runs on an event loop whose clock jumps to the next timer, and the fake counts
+arrivals on that clock: backoff, ``Retry-After``, latency and rate limits cost no real
+time, yet their order and spacing are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import tracemalloc
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from itnio_async import (
+    AsyncVoiceClient,
+    InvalidParameterError,
+    ItnioHTTPError,
+    RetryPolicy,
+    StreamProgress,
+)
+from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
+
+from .conftest import run_virtual, wire_record
+
+T = TypeVar("T")
+
+START = datetime(2024, 1, 1)
+END = datetime(2024, 7, 1)
+PATIENT = RetryPolicy(max_retries=20, initial_backoff=0.05, max_backoff=1.0, deadline=None)
+ALL_FAULTS = (
+    Fault.code(-18),
+    Fault.code(-16),
+    Fault.http(429, retry_after=1.0),
+    Fault.http(503),
+    Fault.http(502, html=True),
+    Fault.drop(),
+)
+
+
+def make_fake(count: int, **kwargs: Any) -> FakeVendor:
+    """A fake whose arrival clock is the running (virtual) loop's."""
+    loop = asyncio.get_running_loop()
+    kwargs.setdefault("dataset", Dataset.generate(count, seed=count))
+    return FakeVendor("stream-key", "stream-secret", monotonic=loop.time, **kwargs)
+
+
+def make_client(fake: FakeVendor, **kwargs: Any) -> AsyncVoiceClient:
+    kwargs.setdefault("rate_limit", None)
+    kwargs.setdefault("retry", PATIENT)
+    return AsyncVoiceClient(
+        fake.api_key,
+        fake.api_secret,
+        base_url="https://fake.itnio.test",
+        transport=fake.transport(),
+        **kwargs,
+    )
+
+
+def ids(records: list[Any]) -> list[int]:
+    return [record.job_id for record in records]
+
+
+class LoopErrors:
+    """Collects what asyncio reports to the loop's exception handler (leaked tasks etc.)."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+
+    def install(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: self.reports.append(context)
+        )
+
+
+def virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run in virtual time, and fail if asyncio reported a leaked task or exception."""
+    errors = LoopErrors()
+
+    async def wrapped() -> T:
+        errors.install()
+        result = await main()
+        gc.collect()
+        await asyncio.sleep(0)
+        return result
+
+    result = run_virtual(wrapped)
+    assert errors.reports == []
+    return result
+
+
+async def no_other_tasks() -> bool:
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return asyncio.all_tasks() == {asyncio.current_task()}
+
+
+# -- completeness and order -----------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    total=st.one_of(
+        st.sampled_from([0, 1, 99, 100, 101, 200, 300, 97, 211, 499]), st.integers(0, 700)
+    ),
+    page_size=st.sampled_from([1, 7, 10, 50, 100]),
+    concurrency=st.integers(1, 12),
+    fault_seed=st.integers(0, 2**16),
+    fault_probability=st.sampled_from([0.0, 0.1, 0.3]),
+)
+def test_the_stream_yields_every_record_once_in_server_order_through_faults(
+    total: int, page_size: int, concurrency: int, fault_seed: int, fault_probability: float
+) -> None:
+    if total // page_size > 200:
+        page_size = 100  # keep each example small
+
+    async def main() -> tuple[list[int], list[int], StreamProgress]:
+        faults = FaultPlan.random(fault_seed, fault_probability, kinds=ALL_FAULTS)
+        fake = make_fake(total, faults=faults, latency=0.01, jitter=0.02, seed=fault_seed)
+        expected = ids(fake.expected(START, END))
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(
+                START, END, page_size=page_size, concurrency=concurrency
+            )
+            got = [record.job_id async for record in stream]
+            assert fake.stats.max_in_flight <= concurrency
+        return got, expected, stream.progress
+
+    got, expected, progress = virtual(main)
+    assert got == expected
+    assert progress.records_yielded == total
+    assert progress.pages_known == -(-total // page_size)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, 8])
+def test_unordered_streams_yield_every_record_once(concurrency: int) -> None:
+    async def main() -> tuple[list[int], list[int]]:
+        fake = make_fake(
+            1234, faults=FaultPlan.random(3, 0.2, kinds=ALL_FAULTS), latency=0.01, jitter=0.05
+        )
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, concurrency=concurrency, ordered=False)
+            got = [record.job_id async for record in stream]
+        return got, ids(fake.expected(START, END))
+
+    got, expected = virtual(main)
+    assert len(got) == len(set(got))
+    assert sorted(got) == sorted(expected)
+
+
+def test_filters_reach_the_server_and_the_stream_follows_them() -> None:
+    async def main() -> tuple[list[int], list[int]]:
+        fake = make_fake(900)
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(
+                START, END, statuses=[2, 3], app_id=2, page_size=20, concurrency=4
+            )
+            got = [record.job_id async for record in stream]
+        return got, ids(fake.expected(START, END, statuses=[2, 3], app_id=2))
+
+    got, expected = virtual(main)
+    assert got == expected
+    assert got  # the filter matched something
+
+
+def test_the_page_stream_yields_pages_that_tile_the_result() -> None:
+    async def main() -> tuple[list[int], list[int], list[int]]:
+        fake = make_fake(250)
+        async with make_client(fake) as client:
+            pages = [page async for page in client.iter_group_call_pages(START, END, page_size=100)]
+        return (
+            [p.current for p in pages],
+            [r.job_id for p in pages for r in p.records],
+            ids(fake.expected(START, END)),
+        )
+
+    currents, got, expected = virtual(main)
+    assert currents == [1, 2, 3]
+    assert got == expected
+
+
+# -- drift: the result changes under the stream ---------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    at_request=st.integers(1, 20),
+    inserted=st.integers(1, 250),
+    concurrency=st.integers(1, 10),
+    page_size=st.sampled_from([10, 25, 100]),
+)
+def test_tasks_created_mid_stream_neither_hide_nor_repeat_the_others(
+    at_request: int, inserted: int, concurrency: int, page_size: int
+) -> None:
+    async def main() -> tuple[list[int], list[int], set[int]]:
+        fake = make_fake(600, latency=0.01, jitter=0.03, seed=at_request)
+        before = ids(fake.expected(START, END))
+        new: set[int] = set()
+
+        @fake.on_request
+        def insert(n: int, body: dict[str, Any]) -> None:
+            if n == at_request:
+                # Newest first: tasks created inside the window land at its head.
+                new.update(t.job_id for t in fake.insert_tasks(inserted, created_time=END))
+
+        async with make_client(fake) as client:
+            got = [
+                r.job_id
+                async for r in client.iter_group_calls(
+                    START, END, page_size=page_size, concurrency=concurrency
+                )
+            ]
+        return got, before, new
+
+    got, before, new = virtual(main)
+    assert len(got) == len(set(got)), "a record was repeated"
+    assert [job_id for job_id in got if job_id not in new] == before
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    at_request=st.integers(1, 20),
+    leaving=st.integers(1, 120),
+    concurrency=st.integers(1, 10),
+    page_size=st.sampled_from([10, 25, 100]),
+    where=st.sampled_from(["head", "spread"]),
+)
+def test_tasks_leaving_mid_stream_never_hide_or_repeat_the_ones_that_stay(
+    at_request: int, leaving: int, concurrency: int, page_size: int, where: str
+) -> None:
+    async def main() -> tuple[list[int], list[int], set[int]]:
+        fake = make_fake(900, latency=0.01, jitter=0.03, seed=at_request)
+        before = ids(fake.expected(START, END, statuses=[2]))
+        pool = before[: leaving * 2] if where == "head" else before[::3]
+        gone = set(pool[:leaving])
+
+        @fake.on_request
+        def leave(n: int, body: dict[str, Any]) -> None:
+            if n == at_request:
+                fake.change_status(gone, 4)  # cancelled: no longer matches statuses=[2]
+
+        async with make_client(fake) as client:
+            got = [
+                r.job_id
+                async for r in client.iter_group_calls(
+                    START, END, statuses=[2], page_size=page_size, concurrency=concurrency
+                )
+            ]
+        return got, before, gone
+
+    got, before, gone = virtual(main)
+    assert len(got) == len(set(got)), "a record was repeated"
+    stayed = [job_id for job_id in before if job_id not in gone]
+    assert [job_id for job_id in got if job_id not in gone] == stayed
+
+
+def test_a_drift_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> StreamProgress:
+        fake = make_fake(500, latency=0.01)
+        fake.on_request(lambda n, body: fake.insert_tasks(3, created_time=END) if n == 3 else None)
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, concurrency=2)
+            async for _ in stream:
+                pass
+        return stream.progress
+
+    progress = virtual(main)
+    assert progress.resyncs == 1
+    assert any("result changed while streaming" in r.getMessage() for r in caplog.records)
+
+
+def test_the_window_end_is_frozen_at_the_stream_start_when_the_zone_is_known() -> None:
+    async def main() -> tuple[list[str], str, list[int], set[int]]:
+        old = Dataset.generate(300, seed=1, start=datetime(2020, 1, 1), end=datetime(2020, 2, 1))
+        fake = make_fake(0, dataset=old)
+        fake.insert_tasks(5, created_time=fake.now() - timedelta(seconds=5))
+        ends: list[str] = []
+        new: set[int] = set()
+
+        @fake.on_request
+        def record_and_insert(n: int, body: dict[str, Any]) -> None:
+            ends.append(body["params"]["endTime"])
+            if n == 2:
+                new.update(t.job_id for t in fake.insert_tasks(40))
+
+        started = fake.now().strftime("%Y-%m-%d %H:%M:%S")
+        end = datetime.now(UTC) + timedelta(days=1)
+        async with make_client(fake, server_timezone=UTC) as client:
+            stream = client.iter_group_calls(datetime(2019, 1, 1, tzinfo=UTC), end, page_size=50)
+            got = [r.job_id async for r in stream]
+        return ends, started, got, new
+
+    ends, started, got, new = virtual(main)
+    assert len(set(ends)) == 1
+    assert ends[0] < started, "the window must end before the second the stream started"
+    assert not new & set(got), "tasks created after the stream started entered it"
+    assert len(got) == 305
+
+
+# -- bounds ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+def test_requests_in_flight_never_exceed_the_concurrency(concurrency: int) -> None:
+    async def main() -> int:
+        fake = make_fake(3000, latency=0.05, jitter=0.05)
+        async with make_client(fake) as client:
+            async for _ in client.iter_group_calls(START, END, concurrency=concurrency):
+                pass
+        return fake.stats.max_in_flight
+
+    assert virtual(main) == concurrency
+
+
+def test_the_rate_limit_holds_at_the_server() -> None:
+    async def main() -> tuple[int, int]:
+        fake = make_fake(12_000, latency=0.002)
+        async with make_client(fake, rate_limit=25) as client:
+            count = 0
+            async for _ in client.iter_group_calls(START, END, concurrency=16):
+                count += 1
+        return fake.stats.max_in_any_second(), count
+
+    most, count = virtual(main)
+    assert count == 12_000
+    assert most <= 26
+
+
+def test_a_stalled_consumer_holds_the_fetching_within_the_window() -> None:
+    async def main() -> tuple[int, int]:
+        fake = make_fake(10_000, latency=0.01)
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, concurrency=4)
+            await anext(stream)
+            await asyncio.sleep(60)  # the consumer stalls; fetching must stop at the window
+            stalled = fake.stats.requests
+            async for _ in stream:
+                pass
+        return stalled, fake.stats.requests
+
+    stalled, total_requests = virtual(main)
+    assert stalled == 1 + 3 * 4
+    assert total_requests == 100
+
+
+# -- limit, start_page, arguments -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limit", "requests"), [(0, 0), (1, 1), (100, 1), (101, 2), (250, 3), (10_000, 10)]
+)
+def test_limit_stops_early_and_fetches_no_page_it_does_not_need(limit: int, requests: int) -> None:
+    async def main() -> tuple[list[int], list[int], int]:
+        fake = make_fake(1000)
+        async with make_client(fake) as client:
+            got = [
+                r.job_id
+                async for r in client.iter_group_calls(START, END, limit=limit, concurrency=8)
+            ]
+        return got, ids(fake.expected(START, END))[:limit], fake.stats.requests
+
+    got, expected, sent = virtual(main)
+    assert got == expected
+    assert sent == requests
+
+
+def test_start_page_past_the_end_yields_nothing_after_one_request() -> None:
+    async def main() -> tuple[list[int], int]:
+        fake = make_fake(150)
+        async with make_client(fake) as client:
+            got = [r.job_id async for r in client.iter_group_calls(START, END, start_page=9)]
+        return got, fake.stats.requests
+
+    assert virtual(main) == ([], 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 101}, "page_size"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"limit": -1}, "limit"),
+        ({"start_page": 0}, "start_page"),
+        ({"ordered": "yes"}, "ordered"),
+        ({"on_progress": 3}, "on_progress"),
+        ({"statuses": [8]}, "statuses"),
+        ({"end": datetime(2023, 1, 1)}, "end"),
+    ],
+)
+def test_bad_stream_arguments_fail_on_creation_before_any_request(
+    kwargs: dict[str, Any], named: str
+) -> None:
+    async def main() -> int:
+        fake = make_fake(10)
+        async with make_client(fake) as client:
+            args = {"start": START, "end": END} | kwargs
+            with pytest.raises((ValueError, TypeError), match=named):
+                client.iter_group_calls(**args)
+            with pytest.raises((ValueError, TypeError), match=named):
+                client.iter_group_call_pages(**args)
+        return fake.stats.requests
+
+    assert virtual(main) == 0
+
+
+# -- failure and resuming -------------------------------------------------------------------------
+
+
+def test_a_failed_page_ends_the_stream_with_its_number_and_resuming_loses_and_repeats_nothing() -> (
+    None
+):
+    async def main() -> tuple[list[int], list[int], int, int | None]:
+        fake = make_fake(
+            1000, faults=FaultPlan(by_page={6: [Fault.code(-22)]}), latency=0.01, jitter=0.05
+        )
+        expected = ids(fake.expected(START, END))
+        got: list[int] = []
+        async with make_client(fake) as client:
+            with pytest.raises(InvalidParameterError) as caught:
+                async for record in client.iter_group_calls(START, END, concurrency=4):
+                    got.append(record.job_id)
+            failed_at = caught.value.page
+            assert caught.value.code == -22
+            sent_before_resume = fake.stats.requests
+            assert failed_at is not None
+            async for record in client.iter_group_calls(START, END, start_page=failed_at):
+                got.append(record.job_id)
+        return got, expected, sent_before_resume, failed_at
+
+    got, expected, sent, failed_at = virtual(main)
+    assert failed_at == 6
+    assert got == expected
+    assert sent <= 1 + 3 * 4 + 1
+
+
+def test_a_page_whose_retries_run_out_raises_the_transient_error_with_its_page() -> None:
+    async def main() -> tuple[int | None, int | None, int]:
+        fake = make_fake(800, faults=FaultPlan(by_page={3: [Fault.http(503)] * 10}))
+        async with make_client(
+            fake, retry=RetryPolicy(max_retries=2, initial_backoff=0.1)
+        ) as client:
+            stream = client.iter_group_calls(START, END, concurrency=2)
+            count = 0
+            with pytest.raises(ItnioHTTPError) as caught:
+                async for _ in stream:
+                    count += 1
+            assert stream.progress.next_page == 3
+            assert await no_other_tasks()
+        return caught.value.page, caught.value.attempts, count
+
+    assert virtual(main) == (3, 3, 200)
+
+
+def test_a_failure_on_the_first_page_carries_that_page() -> None:
+    async def main() -> int | None:
+        fake = make_fake(100, faults=FaultPlan(by_page={4: [Fault.code(-1)]}))
+        async with make_client(fake) as client:
+            with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is checked below
+                async for _ in client.iter_group_calls(START, END, start_page=4, page_size=10):
+                    pass
+        assert type(caught.value).__name__ == "AuthenticationError"
+        return caught.value.page  # type: ignore[attr-defined,no-any-return]
+
+    assert virtual(main) == 4
+
+
+# -- leaving early --------------------------------------------------------------------------------
+
+
+async def _leave_early(how: str, client: AsyncVoiceClient, fake: FakeVendor) -> None:
+    if how == "break":
+        stream = client.iter_group_calls(START, END, concurrency=8)
+        async for _ in stream:
+            break
+        await stream.aclose()
+    elif how == "aclosing":
+        async with contextlib.aclosing(
+            client.iter_group_calls(START, END, concurrency=8)
+        ) as stream:
+            async for _ in stream:
+                break
+    elif how == "dropped":
+        async for _ in client.iter_group_calls(START, END, concurrency=8):
+            break
+        # No aclose: dropping the iterator must stop the fetching by itself.
+        for _ in range(5):
+            await asyncio.sleep(0)
+    elif how == "cancelled":
+
+        async def consume() -> None:
+            async for _ in client.iter_group_calls(START, END, concurrency=8):
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    elif how == "raises":
+        with pytest.raises(ZeroDivisionError):
+            async for _ in client.iter_group_calls(START, END, concurrency=8):
+                _ = 1 / 0
+        for _ in range(5):
+            await asyncio.sleep(0)
+    else:  # pragma: no cover
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["break", "aclosing", "dropped", "cancelled", "raises"])
+def test_leaving_early_cancels_every_request_and_leaves_the_client_working(how: str) -> None:
+    async def main() -> tuple[int, int, bool, int]:
+        fake = make_fake(50_000, latency=0.05, jitter=0.05)
+        async with make_client(fake) as client:
+            await _leave_early(how, client, fake)
+            settled = fake.stats.requests
+            assert fake.stats.in_flight == 0
+            await asyncio.sleep(30)  # long enough for any stray fetch to show up
+            later = fake.stats.requests
+            clean = await no_other_tasks()
+            page = await client.query_group_calls(START, END, size=5)
+            return settled, later, clean, len(page.records)
+
+    settled, later, clean, served = virtual(main)
+    assert later == settled, "a request was sent after the stream was left"
+    assert settled <= 1 + 3 * 8
+    assert clean, "a task outlived the stream"
+    assert served == 5
+
+
+def test_progress_is_reported_after_every_page() -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    def on_progress(progress: StreamProgress) -> None:
+        seen.append((progress.pages_done, progress.pages_known, progress.records_yielded))
+
+    async def main() -> StreamProgress:
+        fake = make_fake(450, faults=FaultPlan(by_page={2: [Fault.code(-18)]}))
+        async with make_client(fake, rate_limit=50) as client:
+            stream = client.iter_group_calls(START, END, concurrency=2, on_progress=on_progress)
+            async for _ in stream:
+                pass
+        return stream.progress
+
+    progress = virtual(main)
+    assert progress.pages_done == progress.pages_known == 5
+    assert progress.records_yielded == progress.total == 450
+    assert progress.requests == 6
+    assert progress.retries == 1
+    assert progress.limiter_wait > 0
+    assert progress.next_page == 6
+    assert [s[2] for s in seen] == [100, 200, 300, 400, 450]
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def _synthetic_vendor(total: int) -> Callable[[httpx.Request], httpx.Response]:
+    """A lean vendor for the memory test: the fake's own caches would blur the measure."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        current, size = body["current"], body["size"]
+        first = (current - 1) * size
+        records = [wire_record(10_000_000 - i) for i in range(first, min(first + size, total))]
+        data = {"records": records, "total": total, "size": size, "current": current}
+        data["pages"] = -(-total // size)
+        return httpx.Response(200, json={"code": 0, "msg": "success", "data": data})
+
+    return handler
+
+
+def test_streaming_100k_records_keeps_memory_far_below_the_records_size() -> None:
+    total = 100_000
+
+    async def main() -> tuple[int, int, int]:
+        client = AsyncVoiceClient(
+            "k", "s", transport=httpx.MockTransport(_synthetic_vendor(total)), rate_limit=None
+        )
+        async with client:
+            # What the records take when all are kept: a tenth of them, times ten.
+            tracemalloc.start()
+            kept = [r async for r in client.iter_group_calls(START, END, limit=total // 10)]
+            all_records = tracemalloc.get_traced_memory()[0] * 10
+            del kept
+            tracemalloc.stop()
+            tracemalloc.start()
+            count = 0
+            async for _ in client.iter_group_calls(START, END, concurrency=4):
+                count += 1
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        return count, peak, all_records
+
+    count, peak, all_records = virtual(main)
+    assert count == total
+    assert peak < all_records / 10, (peak, all_records)
