@@ -24,6 +24,7 @@ from ._errors import (
     TimestampExpiredError,
     VendorServerError,
 )
+from ._hooks import AttemptEvent, ClientHooks, PageEvent, RetryEvent
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, GroupCallStatus, Page
 from ._retry import RetryPolicy
@@ -41,6 +42,11 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
     "compute_sign",
+    # hooks for metrics and tracing
+    "ClientHooks",
+    "AttemptEvent",
+    "RetryEvent",
+    "PageEvent",
     # data
     "GroupCallRecord",
     "GroupCallStatus",

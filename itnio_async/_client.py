@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
@@ -33,6 +34,7 @@ from tenacity import RetryCallState
 from ._converter import Envelope, decode_envelope, make_converter
 from ._errors import (
     ClientStateError,
+    ItnioAPIError,
     ItnioError,
     ItnioHTTPError,
     ItnioTimeoutError,
@@ -40,7 +42,9 @@ from ._errors import (
     MalformedResponseError,
     RateLimitedError,
     TimestampExpiredError,
+    VendorServerError,
 )
+from ._hooks import AttemptEvent, ClientHooks, RetryEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, Page
 from ._query import GroupCallQuery, check_page, check_positive_int
@@ -63,6 +67,8 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_RATE_LIMIT: Final = 10.0
 #: Connections (and so requests in flight) per client.
 DEFAULT_MAX_CONNECTIONS: Final = 32
+#: This many -18 replies within one second pause the whole (possibly shared) limiter.
+SERVER_FAULT_BURST: Final = 3
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
 
@@ -89,6 +95,19 @@ class CallTally:
     retries: int = 0
     #: Seconds spent waiting for the rate limiter.
     limiter_wait: float = 0.0
+
+
+def outcome_label(exc: BaseException) -> str:
+    """A short, low-cardinality label for how an attempt failed (for logs and metrics)."""
+    if isinstance(exc, ItnioAPIError):
+        return f"vendor:{exc.code}"
+    if isinstance(exc, ItnioHTTPError):
+        return f"http:{exc.status_code}"
+    if isinstance(exc, ItnioTransportError):
+        return f"transport:{type(exc.__cause__ or exc).__name__}"
+    if isinstance(exc, MalformedResponseError):
+        return "malformed"
+    return type(exc).__name__
 
 
 def _is_loopback(host: str) -> bool:
@@ -152,6 +171,7 @@ class AsyncVoiceClient:
         clock_correction: bool = True,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        hooks: ClientHooks | None = None,
     ) -> None:
         api_key = api_key if api_key is not None else os.environ.get(_ENV_KEY)
         api_secret = api_secret if api_secret is not None else os.environ.get(_ENV_SECRET)
@@ -167,6 +187,8 @@ class AsyncVoiceClient:
             raise TypeError(
                 f"server_timezone must be a tzinfo, got {type(server_timezone).__name__}"
             )
+        if hooks is not None and not isinstance(hooks, ClientHooks):
+            raise TypeError(f"hooks must be a ClientHooks, got {type(hooks).__name__}")
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         max_connections = check_positive_int("max_connections", max_connections)
@@ -201,6 +223,9 @@ class AsyncVoiceClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         # One slot per pooled connection, made lazily on that loop.
         self._slots: asyncio.Semaphore | None = None
+        self._hooks = hooks
+        # Loop times of recent -18 replies, to tell a burst from a blip.
+        self._server_faults: deque[float] = deque()
         # Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
         self._retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -419,6 +444,10 @@ class AsyncVoiceClient:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
+            if self._hooks is not None and exc is not None:
+                reason = outcome_label(exc)
+                event = RetryEvent(path, state.attempt_number, reason, state.upcoming_sleep)
+                call_hook(self._hooks, "on_retry", event)
             logger.warning(
                 "retrying POST %s in %.2fs (attempt %d failed: %s)",
                 path,
@@ -452,31 +481,75 @@ class AsyncVoiceClient:
     ) -> Envelope:
         """One request: slot, token, sign, send, and read the reply into a typed result."""
         assert self._slots is not None  # set by _bind_loop
-        async with self._slots:
-            waited_from = time.monotonic()
-            await self._limiter.acquire()
-            if tally is not None:
-                tally.limiter_wait += time.monotonic() - waited_from
-            if self._state is _State.CLOSED:
-                raise ClientStateError("the client was closed while the request waited")
-            sent_at = self._clock.wall()
-            try:
-                response = await self._http.post(
-                    url,
-                    content=content,
-                    headers={"Content-Type": CONTENT_TYPE},
-                    auth=self._auth,
+        loop_time = asyncio.get_running_loop().time
+        outcome: str | None = None  # stays None if cancelled: no event for those
+        status_code: int | None = None
+        limiter_wait = 0.0
+        started = loop_time()
+        try:
+            async with self._slots:
+                await self._limiter.acquire()
+                limiter_wait = loop_time() - started
+                if tally is not None:
+                    tally.limiter_wait += limiter_wait
+                if self._state is _State.CLOSED:
+                    raise ClientStateError("the client was closed while the request waited")
+                started = loop_time()
+                sent_at = self._clock.wall()
+                response = await self._send(url, path, content, attempt_number)
+                received_at = self._clock.wall()
+            status_code = response.status_code
+            envelope = await self._read(response, path, attempt_number, sent_at, received_at)
+            outcome = "ok"
+            return envelope
+        except ItnioError as exc:
+            outcome = outcome_label(exc)
+            if isinstance(exc, VendorServerError):
+                await self._note_server_fault()
+            raise
+        finally:
+            if outcome is not None and self._hooks is not None:
+                event = AttemptEvent(
+                    path, attempt_number, outcome, status_code, loop_time() - started, limiter_wait
                 )
-            except httpx.TimeoutException as exc:
-                logger.debug("POST %s attempt=%d timeout: %r", path, attempt_number, exc)
-                raise ItnioTimeoutError(f"POST {path} timed out: {type(exc).__name__}") from exc
-            except httpx.RequestError as exc:
-                logger.debug("POST %s attempt=%d transport error: %r", path, attempt_number, exc)
-                raise ItnioTransportError(
-                    f"POST {path} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-            received_at = self._clock.wall()
-        return await self._read(response, path, attempt_number, sent_at, received_at)
+                call_hook(self._hooks, "on_attempt", event)
+
+    async def _send(
+        self, url: httpx.URL, path: str, content: bytes, attempt_number: int
+    ) -> httpx.Response:
+        """The transport, its exceptions turned into ours."""
+        try:
+            return await self._http.post(
+                url, content=content, headers={"Content-Type": CONTENT_TYPE}, auth=self._auth
+            )
+        except httpx.TimeoutException as exc:
+            logger.debug("POST %s attempt=%d timeout: %r", path, attempt_number, exc)
+            raise ItnioTimeoutError(f"POST {path} timed out: {type(exc).__name__}") from exc
+        except httpx.RequestError as exc:
+            logger.debug("POST %s attempt=%d transport error: %r", path, attempt_number, exc)
+            raise ItnioTransportError(f"POST {path} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _note_server_fault(self) -> None:
+        """Count a -18; on a burst, hold off every task sharing the limiter.
+
+        One -18 is retried by its own call. Several within a second mean the vendor is
+        struggling: pausing the shared limiter (for every process, with a shared one)
+        backs everyone off together instead of each task hammering on its own.
+        """
+        now = asyncio.get_running_loop().time()
+        recent = self._server_faults
+        recent.append(now)
+        while now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) >= SERVER_FAULT_BURST:
+            extra = len(recent) - SERVER_FAULT_BURST
+            pause = min(
+                self._retry.max_backoff, self._retry.initial_backoff * 2.0 ** min(extra, 16)
+            )
+            logger.warning(
+                "%d '-18' replies within a second: pausing for %.2fs", len(recent), pause
+            )
+            await self._limiter.pause(pause)
 
     async def _read(
         self,
@@ -505,6 +578,8 @@ class AsyncVoiceClient:
             # Only a real change of the offset earns an immediate retry; a server that keeps
             # answering -16 with the same Date gets the usual backoff.
             exc.clock_corrected = learned and abs(self._clock.offset - before) >= 1.0
+            if learned and self._clock.offset != before:
+                call_hook(self._hooks, "on_clock_offset", self._clock.offset)
             logger.debug(
                 "POST %s attempt=%d code=-16 clock_offset=%.3fs (corrected=%s)",
                 path,

@@ -35,6 +35,7 @@ import attrs
 
 from ._client import CallTally
 from ._errors import ItnioError
+from ._hooks import PageEvent, call_hook
 from ._models import GroupCallRecord, Page
 from ._query import MAX_PAGE_SIZE, GroupCallQuery, check_positive_int
 
@@ -425,6 +426,11 @@ class _PageEngine:
             recent.add(record.job_id)
         self._progress.records_yielded += len(records)
         self._report()
+        hooks = self._client._hooks
+        if hooks is not None:
+            progress = self._progress
+            event = PageEvent(page.current, len(records), progress.pages_known, progress.total)
+            call_hook(hooks, "on_page", event)
         return page
 
     async def close(self) -> None:

@@ -93,6 +93,20 @@ class ScriptedVendor:
         return [json.loads(request.content) for request in self.requests]
 
 
+class PassThroughLimiter:
+    """A limiter that never waits and records the pauses asked of it."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self.acquired = 0
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+    async def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
 class SleepRecorder:
     """Stands in for the retry wait: records each wait and returns at once."""
 
@@ -117,7 +131,8 @@ async def make_client(sleeps: SleepRecorder) -> AsyncIterator[Callable[..., Asyn
     def factory(
         handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any
     ) -> AsyncVoiceClient:
-        kwargs.setdefault("rate_limit", None)
+        if "rate_limit" not in kwargs and "limiter" not in kwargs:
+            kwargs["limiter"] = PassThroughLimiter()
         kwargs.setdefault("retry", RetryPolicy(max_retries=3))
         client = AsyncVoiceClient(KEY, SECRET, transport=httpx.MockTransport(handler), **kwargs)
         client._retry_sleep = sleeps

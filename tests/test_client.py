@@ -36,6 +36,7 @@ from itnio_async import (
 from .conftest import (
     KEY,
     SECRET,
+    PassThroughLimiter,
     ScriptedVendor,
     SleepRecorder,
     vendor_error,
@@ -376,24 +377,10 @@ async def test_backoff_is_jittered_exponential_and_capped(
         assert 0.0 <= wait <= ceiling
 
 
-class RecordingLimiter:
-    """A limiter that lets everything through and records the pauses asked of it."""
-
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self.acquired = 0
-
-    async def acquire(self) -> None:
-        self.acquired += 1
-
-    async def pause(self, seconds: float) -> None:
-        self.pauses.append(seconds)
-
-
 async def test_retry_after_is_honoured_and_pauses_the_whole_client(
     make_client: Any, sleeps: SleepRecorder
 ) -> None:
-    limiter = RecordingLimiter()
+    limiter = PassThroughLimiter()
     vendor = ScriptedVendor(httpx.Response(429, headers={"Retry-After": "7"}), vendor_page())
     client = make_client(
         vendor,
@@ -407,7 +394,7 @@ async def test_retry_after_is_honoured_and_pauses_the_whole_client(
 
 
 async def test_retry_after_is_capped(make_client: Any, sleeps: SleepRecorder) -> None:
-    limiter = RecordingLimiter()
+    limiter = PassThroughLimiter()
     vendor = ScriptedVendor(httpx.Response(503, headers={"Retry-After": "3600"}), vendor_page())
     await make_client(
         vendor, limiter=limiter, retry=RetryPolicy(max_retry_after=5.0, deadline=None)
