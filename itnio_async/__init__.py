@@ -28,6 +28,7 @@ from ._hooks import AttemptEvent, ClientHooks, PageEvent, RetryEvent
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, GroupCallStatus, Page
 from ._retry import RetryPolicy
+from ._shards import Shard, plan_shards
 from ._signing import compute_sign
 from ._stream import GroupCallPageStream, GroupCallStream, StreamProgress
 
@@ -51,7 +52,9 @@ __all__ = [
     "GroupCallRecord",
     "GroupCallStatus",
     "Page",
-    # streams
+    # streams and splitting a job across workers
+    "plan_shards",
+    "Shard",
     "GroupCallStream",
     "GroupCallPageStream",
     "StreamProgress",

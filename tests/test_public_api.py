@@ -22,6 +22,8 @@ EXPECTED = {
     "GroupCallStatus",
     "Page",
     "GroupCallStream",
+    "plan_shards",
+    "Shard",
     "GroupCallPageStream",
     "StreamProgress",
     "ItnioError",
