@@ -66,7 +66,7 @@ MIN_REMEMBERED = 10_000
 class StreamProgress:
     """How far a stream has come. Read it from ``stream.progress`` or ``on_progress``."""
 
-    #: Pages answered and accepted (re-read pages count again).
+    #: Pages handed out (re-read pages after a resync count again).
     pages_done: int = 0
     #: Pages the result has, as last reported by the server (0 until the first answer).
     pages_known: int = 0
@@ -277,7 +277,6 @@ class _PageEngine:
         finally:
             self._sync_tally()
         self._set_total(page.total)
-        self._progress.pages_done = 1
         return page
 
     def accept_first(self, page: Page[GroupCallRecord]) -> Page[GroupCallRecord]:
@@ -336,7 +335,6 @@ class _PageEngine:
                 self._resync(page, slot)
             return
         slot.result = page
-        self._progress.pages_done += 1
         self._fill()
 
     def _fail(self, page: int, exc: BaseException) -> None:
@@ -425,6 +423,7 @@ class _PageEngine:
         for record in records:
             recent.add(record.job_id)
         self._progress.records_yielded += len(records)
+        self._progress.pages_done += 1
         self._report()
         hooks = self._client._hooks
         if hooks is not None:
