@@ -16,6 +16,8 @@ from itnio_async import AsyncVoiceClient, RetryPolicy
 
 T = TypeVar("T")
 
+pytest_plugins = ["itnio_async.testing.pytest_plugin"]
+
 KEY = "test-key"
 SECRET = "test-secret-do-not-leak"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 
 import itnio_async
 
@@ -58,4 +59,19 @@ def test_every_name_in_all_is_importable_and_owned_by_the_package() -> None:
 def test_public_names_not_in_all_are_only_modules() -> None:
     # ("@..." names are pytest's assertion rewriting: the package holds a pytest plugin.)
     public = {name for name in dir(itnio_async) if not name.startswith(("_", "@"))}
-    assert public - set(itnio_async.__all__) <= {"testing"}
+    extra = public - set(itnio_async.__all__)
+    assert all(isinstance(getattr(itnio_async, name), types.ModuleType) for name in extra), extra
+
+
+def test_the_fake_vendors_pytest_plugin_is_registered_for_users() -> None:
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert plugins.get("itnio_async") == "itnio_async.testing.pytest_plugin"
+
+
+def test_the_itnio_fake_fixture_gives_a_fresh_fake(itnio_fake: object) -> None:
+    from itnio_async.testing import FakeVendor
+
+    assert isinstance(itnio_fake, FakeVendor)
+    assert itnio_fake.stats.requests == 0
