@@ -350,7 +350,12 @@ class _PageEngine:
         # Tasks leaving the window move later records up: go back far enough to catch them,
         # but no further than the remembered job ids reach.
         back = 1 + math.ceil(max(0, old_total - new_total) / self._size)
-        restart = max(1, first_unyielded - min(back, self._recent.capacity // self._size))
+        # A resumed stream never reads before its start page: the records there were
+        # yielded by the earlier run, and this one could not tell them from new ones.
+        restart = max(
+            self._options.start_page,
+            first_unyielded - min(back, self._recent.capacity // self._size),
+        )
         logger.warning(
             "the result changed while streaming (total %d -> %d, seen on page %d): "
             "reading again from page %d",

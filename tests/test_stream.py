@@ -604,3 +604,24 @@ def test_streaming_100k_records_keeps_memory_far_below_the_records_size() -> Non
     count, peak, all_records = virtual(main)
     assert count == total
     assert peak < all_records / 10, (peak, all_records)
+
+
+def test_a_resumed_stream_never_reads_before_its_start_page_after_a_drift() -> None:
+    async def main() -> tuple[list[int], list[int], set[int]]:
+        fake = make_fake(1000, latency=0.01)
+        before = ids(fake.expected(START, END))
+        new: set[int] = set()
+
+        @fake.on_request
+        def insert(n: int, body: dict[str, Any]) -> None:
+            if n == 3:  # the newest tasks: everything shifts down by 7
+                new.update(t.job_id for t in fake.insert_tasks(7, created_time=END))
+
+        async with make_client(fake) as client:
+            got = [r.job_id async for r in client.iter_group_calls(START, END, start_page=4)]
+        return got, before, new
+
+    got, before, new = virtual(main)
+    assert len(got) == len(set(got))
+    # Page 4 was read before the shift; nothing from pages 1-3 comes back after it.
+    assert [job for job in got if job not in new] == before[300:]
