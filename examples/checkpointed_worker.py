@@ -1,0 +1,473 @@
+"""A long paging job in a worker process: it checkpoints each page and resumes after a kill.
+
+Run it (credentials from the environment)::
+
+    export ITNIO_API_KEY=... ITNIO_API_SECRET=...
+    python examples/checkpointed_worker.py \\
+        --start "2024-06-01 00:00:00" --end "2024-06-30 23:59:59" --out june.jsonl
+
+It writes every task of the window to ``june.jsonl`` (JSON Lines, newest first) and keeps
+``june.jsonl.checkpoint`` beside it. Stop it any way you like, ``kill -9`` included, and run
+the same command again: it goes on from the last page it finished, and the output ends up
+with every task exactly once. Once the job is done, running it again does nothing.
+
+How a kill at any moment can neither lose nor repeat a record:
+
+1. each page's records are appended to the output and flushed to disk (``fsync``);
+2. then the checkpoint is replaced atomically (written to a temporary file, flushed, and
+   renamed over the old one with ``os.replace``): the next page, the output's length,
+   and the job ids of the last records written;
+3. on resume, the output is first cut back to the length in the checkpoint, which drops
+   whatever a kill between 1 and 2 left behind, then the stream starts one page before
+   the checkpoint's (``start_page=``) and drops the records already written, by job id,
+   so that tasks that left the result meanwhile, moving the page boundaries up, cannot
+   make it skip records either.
+
+A window whose end lies in the future is frozen on the first run, at the vendor's "now"
+(this needs ``ITNIO_SERVER_TIMEZONE``), and kept in the checkpoint: tasks created later
+cannot shift the pages under a job that spans several runs.
+
+Settings (environment): ``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required),
+``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT`` (requests per second, default 10),
+``ITNIO_SERVER_TIMEZONE`` (e.g. ``Asia/Shanghai``), and ``REDIS_URL`` (with
+``ITNIO_LIMIT_PREFIX``) to share the account's limit with the other processes using it.
+
+Exit status: 0 done; 1 a vendor or network fault outlasted the retries (run it again to
+resume); 2 bad arguments, or a checkpoint of another job; 128 + the signal when stopped by
+SIGINT or SIGTERM (the checkpoint is consistent, run it again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import IO, Any, Final
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from itnio_async import AsyncVoiceClient, GroupCallRecord, ItnioError, RateLimiter
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "Job",
+    "Settings",
+    "Summary",
+    "main",
+    "open_client",
+    "record_json",
+    "run_job",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The client's own default, used when ``ITNIO_RATE_LIMIT`` is not set.
+DEFAULT_RATE_LIMIT: Final = 10.0
+#: The checkpoint's format; a checkpoint of another format is refused.
+CHECKPOINT_VERSION: Final = 1
+
+
+class CheckpointError(Exception):
+    """The checkpoint does not fit this job or its output; the message says why."""
+
+
+# -- the job and its checkpoint ----------------------------------------------------------
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@attrs.frozen
+class Job:
+    """What to fetch: a window, its filters and the page size (together, the job's identity)."""
+
+    start: datetime
+    end: datetime
+    page_size: int = 100
+    statuses: tuple[int, ...] | None = None
+    app_id: int | None = None
+    search: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "page_size": self.page_size,
+            "statuses": None if self.statuses is None else list(self.statuses),
+            "app_id": self.app_id,
+            "search": self.search,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Job:
+        statuses = data["statuses"]
+        return cls(
+            _time(data["start"]),
+            _time(data["end"]),
+            int(data["page_size"]),
+            None if statuses is None else tuple(int(s) for s in statuses),
+            data["app_id"],
+            data["search"],
+        )
+
+
+@attrs.define
+class Checkpoint:
+    """How far a job has come; saved after every page."""
+
+    #: The job as it was asked for.
+    job: Job
+    #: The window's end as fetched: ``job.end``, or the vendor's "now" when that was earlier.
+    end: datetime
+    #: The first page not yet written.
+    next_page: int = 1
+    #: Bytes of the output that hold whole pages; anything after them is cut on resume.
+    output_bytes: int = 0
+    #: Records written.
+    records: int = 0
+    #: Job ids of the last records written (two pages' worth), to drop repeats on resume.
+    recent_ids: list[int] = attrs.field(factory=list)
+    #: Whether the whole window was written.
+    done: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "job": self.job.to_json(),
+            "end": self.end.isoformat(),
+            "next_page": self.next_page,
+            "output_bytes": self.output_bytes,
+            "records": self.records,
+            "recent_ids": self.recent_ids,
+            "done": self.done,
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint | None:
+        """The checkpoint at ``path``, or ``None`` if there is none yet."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointError(f"{path} is not a checkpoint of this program (version)")
+        return cls(
+            Job.from_json(data["job"]),
+            _time(data["end"]),
+            int(data["next_page"]),
+            int(data["output_bytes"]),
+            int(data["records"]),
+            [int(i) for i in data["recent_ids"]],
+            bool(data["done"]),
+        )
+
+    def save(self, path: Path) -> None:
+        """Replace the checkpoint at ``path`` atomically: a reader (or a kill) sees the old
+        checkpoint or the new one, never a mix."""
+        temporary = path.with_name(path.name + ".tmp")
+        with temporary.open("w", encoding="utf-8") as file:
+            json.dump(self.to_json(), file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; elsewhere a rename is all we can do)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Output:
+    """The output file, cut back to the checkpoint's length and appended to page by page.
+
+    Blocking file calls: the job runs them in a thread (``asyncio.to_thread``) so that the
+    pages in flight keep moving meanwhile.
+    """
+
+    def __init__(self, path: Path, length: int) -> None:
+        size = path.stat().st_size if path.exists() else 0
+        if size < length:
+            raise CheckpointError(
+                f"{path} has {size} bytes but the checkpoint counts {length}: "
+                "was it changed? delete the checkpoint to start the job afresh"
+            )
+        # The file handle, positioned at the end of the last whole page.
+        self._file: IO[bytes] = path.open("r+b" if path.exists() else "w+b")
+        self._file.truncate(length)
+        self._file.seek(length)
+
+    def append(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def record_json(record: GroupCallRecord) -> dict[str, Any]:
+    """A record as plain JSON values."""
+    return {
+        "job_id": record.job_id,
+        "task_name": record.task_name,
+        "status": int(record.status),
+        "status_name": record.status.name,
+        "rate": record.rate,
+        "num_cnt": record.num_cnt,
+        "call_num": record.call_num,
+        "success": record.success,
+        "fail": record.fail,
+        "created_time": record.created_time.isoformat(sep=" "),
+    }
+
+
+def _frozen_end(client: AsyncVoiceClient, start: datetime, end: datetime) -> datetime:
+    """``end``, or the vendor's last whole second when that is earlier (with a known zone)."""
+    if client.server_timezone is None:
+        return end  # the vendor's "now" is unknown without its zone: keep the window as asked
+    now = client.server_now() - timedelta(seconds=1)
+    if end.tzinfo is None:
+        now = now.replace(tzinfo=None)
+    return max(start, min(end, now))
+
+
+# -- the job -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Summary:
+    """What a run did."""
+
+    #: Records in the output (all runs together).
+    records: int
+    #: The page this run started from (1 for a fresh job).
+    resumed_from: int
+    #: Records this run wrote.
+    written: int
+    #: Whether the job is complete.
+    done: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def checkpoint_path_for(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoint")
+
+
+async def run_job(
+    client: AsyncVoiceClient,
+    job: Job,
+    out: Path,
+    checkpoint_path: Path | None = None,
+    *,
+    concurrency: int = 4,
+) -> Summary:
+    """Write every task of ``job`` to ``out``, checkpointing each page; resume if begun."""
+    checkpoint_path = checkpoint_path or checkpoint_path_for(out)
+    state = await asyncio.to_thread(Checkpoint.load, checkpoint_path)
+    if state is None:
+        state = Checkpoint(job, _frozen_end(client, job.start, job.end))
+    elif state.job != job:
+        raise CheckpointError(
+            f"{checkpoint_path} belongs to another job ({state.job}); "
+            "delete it or pass another --checkpoint"
+        )
+    if state.done:
+        logger.info("the job is already complete: %d records in %s", state.records, out)
+        return Summary(state.records, state.next_page, 0, True)
+
+    resumed_from = state.next_page
+    # One page back: if tasks left the result meanwhile, records moved up onto it.
+    start_page = max(1, state.next_page - 1)
+    already_written = frozenset(state.recent_ids)  # repeats can only be of these
+    recent = deque(state.recent_ids, maxlen=2 * job.page_size)
+    written = 0
+    if resumed_from > 1:
+        logger.info("resuming at page %d (%d records written)", resumed_from, state.records)
+    output = await asyncio.to_thread(_Output, out, state.output_bytes)
+    try:
+        stream = client.iter_group_call_pages(
+            job.start,
+            state.end,
+            statuses=job.statuses,
+            app_id=job.app_id,
+            search=job.search,
+            page_size=job.page_size,
+            concurrency=concurrency,
+            start_page=start_page,
+        )
+        async with contextlib.aclosing(stream):
+            async for page in stream:
+                fresh = [r for r in page.records if r.job_id not in already_written]
+                data = "".join(json.dumps(record_json(r)) + "\n" for r in fresh).encode()
+                # First the records, on disk...
+                await asyncio.to_thread(output.append, data)
+                # ...then the checkpoint that counts them.
+                state.output_bytes += len(data)
+                state.records += len(fresh)
+                state.next_page = stream.progress.next_page
+                recent.extend(r.job_id for r in fresh)
+                state.recent_ids = list(recent)
+                await asyncio.to_thread(state.save, checkpoint_path)
+                written += len(fresh)
+                logger.debug("page %d: %d records written", page.current, len(fresh))
+        state.done = True
+        await asyncio.to_thread(state.save, checkpoint_path)
+    finally:
+        await asyncio.to_thread(output.close)
+    logger.info("done: %d records in %s", state.records, out)
+    return Summary(state.records, resumed_from, written, True)
+
+
+# -- the process -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Settings:
+    """What the environment says about the account, the limit and the vendor."""
+
+    api_key: str | None = None
+    api_secret: str | None = None
+    base_url: str | None = None
+    rate_limit: float = DEFAULT_RATE_LIMIT
+    server_timezone: tzinfo | None = None
+    redis_url: str | None = None
+    limit_prefix: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        zone = env.get("ITNIO_SERVER_TIMEZONE")
+        return cls(
+            api_key=env.get("ITNIO_API_KEY"),
+            api_secret=env.get("ITNIO_API_SECRET"),
+            base_url=env.get("ITNIO_BASE_URL"),
+            rate_limit=float(env.get("ITNIO_RATE_LIMIT") or DEFAULT_RATE_LIMIT),
+            server_timezone=ZoneInfo(zone) if zone else None,
+            redis_url=env.get("REDIS_URL") or None,
+            limit_prefix=env.get("ITNIO_LIMIT_PREFIX") or None,
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_client(settings: Settings | None = None) -> AsyncIterator[AsyncVoiceClient]:
+    """The process's client, with the Redis limiter when ``REDIS_URL`` is set; closes both."""
+    settings = settings if settings is not None else Settings.from_env()
+    async with contextlib.AsyncExitStack() as stack:
+        limiter: RateLimiter | None = None
+        if settings.redis_url:
+            from itnio_async.redis import DEFAULT_PREFIX, RedisRateLimiter
+
+            if not settings.api_key:
+                raise ValueError("ITNIO_API_KEY is required: the shared limit is per account")
+            limiter = await stack.enter_async_context(
+                RedisRateLimiter(
+                    settings.redis_url,
+                    settings.api_key,
+                    settings.rate_limit,
+                    prefix=settings.limit_prefix or DEFAULT_PREFIX,
+                )
+            )
+        client = AsyncVoiceClient(
+            settings.api_key,
+            settings.api_secret,
+            base_url=settings.base_url,
+            rate_limit=settings.rate_limit,
+            limiter=limiter,
+            server_timezone=settings.server_timezone,
+        )
+        yield await stack.enter_async_context(client)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Write every group-call task of a window to a JSON Lines file, "
+        "checkpointing each page; run it again after a kill to resume."
+    )
+    parser.add_argument("--start", type=_time, required=True, help="window start, inclusive")
+    parser.add_argument("--end", type=_time, required=True, help="window end, inclusive")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON Lines output")
+    parser.add_argument("--checkpoint", type=Path, help="default: OUT.checkpoint")
+    parser.add_argument("--page-size", type=int, default=100, help="1..100 (default 100)")
+    parser.add_argument("--concurrency", type=int, default=4, help="pages in flight")
+    parser.add_argument("--status", type=int, action="append", help="keep these states")
+    parser.add_argument("--app-id", type=int)
+    parser.add_argument("--search")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    job = Job(
+        args.start,
+        args.end,
+        args.page_size,
+        None if args.status is None else tuple(args.status),
+        args.app_id,
+        args.search,
+    )
+    async with open_client() as client:
+        summary = await run_job(
+            client, job, args.out, args.checkpoint, concurrency=args.concurrency
+        )
+    print(json.dumps(summary.to_json()), flush=True)
+    return 0
+
+
+async def _run_until_signalled(args: argparse.Namespace) -> int:
+    """Run the job; SIGINT or SIGTERM cancel it, which closes the stream and the client."""
+    loop = asyncio.get_running_loop()
+    job = asyncio.create_task(_run(args))
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        job.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await job
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        logger.warning("stopped by signal %d; run the same command again to resume", received[0])
+        return 128 + received[0]
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        return asyncio.run(_run_until_signalled(args))
+    except (CheckpointError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ItnioError as exc:  # its message names the page
+        print(f"error: {exc}; run the same command again to resume", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
