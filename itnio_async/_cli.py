@@ -1,0 +1,793 @@
+"""``itnio-async``: export or count group-call tasks from the command line.
+
+Installed as the console script ``itnio-async`` (and ``python -m itnio_async``); the
+progress bar needs the ``cli`` extra (``pip install 'itnio-async[cli]'``, for ``rich``),
+everything else only the core install. Try it without an account::
+
+    itnio-async --demo export -o tasks.jsonl
+
+Commands:
+
+* ``export``: stream every task created in a window to JSON Lines or CSV, to a file
+  (``-o``) or stdout, with the stream's filters and settings.
+* ``count``: how many tasks match, with one request of one record; prints the number.
+
+Choices, and why (``--help`` says the same):
+
+* **Credentials only from the environment**, ``ITNIO_API_KEY`` and ``ITNIO_API_SECRET``:
+  an option's value is visible to every local user in the process list. Missing, they
+  stop the tool with one line naming both. ``ITNIO_BASE_URL`` overrides the endpoint.
+* **Times** are ``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS`` or ISO 8601 with ``T``, in the
+  vendor's zone; both ends are inclusive, and a bare date as ``--end`` means the end of
+  that day (so ``--start 2024-06-01 --end 2024-06-30`` is all of June). A time with a UTC
+  offset needs ``--server-timezone`` (IANA name), which the client then converts to.
+* **Statuses** by number (0-6) or ``GroupCallStatus`` name, case-insensitive, ``-`` or
+  ``_`` alike, comma-separated or repeated; ``waiting``, ``failed`` and ``canceled`` are
+  accepted as short forms.
+* **Output**: one row per record with ``GroupCallRecord``'s snake_case fields, the status
+  as its number plus ``status_name``, ``created_time`` in ISO 8601. The format follows
+  ``--format``, else the file's extension (``.csv``), else JSON Lines. Pages are written
+  whole, in order, flushed one by one: the file always ends at a page boundary, so an
+  interrupted export resumes exactly with ``--start-page`` (which appends to the file,
+  writing a CSV header only to an empty file), as long as the window's tasks did not change
+  between the runs: the vendor pages by offset, so use an ``--end`` in the past. The file
+  is opened only when the first page arrives, so a refused request leaves an existing file
+  untouched.
+* **Stream settings**: ``--page-size`` (100, the vendor's largest), ``--concurrency`` (8),
+  ``--rate-limit`` (the client's 10 requests/s, as the vendor publishes no limit; 200 with
+  ``--demo``; ``0``/``none`` for none) and ``--max-retries`` (5). Records always come in
+  order, newest first, because a resume needs it. ``--limit`` counts this run's records.
+* **Progress** goes to stderr: a ``rich`` bar on a terminal (records, pages, requests per
+  second, retries, time left); plain lines when stderr is not a terminal or ``rich`` is
+  missing; nothing with ``--quiet`` but errors. A summary line ends a successful export.
+  ``-v`` logs each retry, ``-vv`` each request; ``-v`` also prints tracebacks.
+* **Errors** print one line, ``itnio-async: error: ...``, and exit with a code that tells
+  what to do next (see ``EXIT_*``): 2 fix the command or the environment, 3 fix the
+  account or the query, 4 try again later (resume where it stopped), 5 report it.
+* **Ctrl-C** stops at once: requests in flight are cancelled, the file is cut back to its
+  last complete page, and the tool prints the page to resume from and exits with 130.
+* ``--demo`` runs against the in-process fake vendor (``itnio_async.testing``) with 30,000
+  generated tasks over the last 30 days, ~20-40 ms of latency and ~3% transient faults
+  (-18, HTTP 503, dropped connections), so the stream, its speed and its retries show in
+  seconds. It ignores the credentials in the environment, and without times it uses the
+  whole generated window. A hidden ``--demo-latency SECONDS`` slows the fake down (the
+  tests use it to interrupt an export midway).
+* A broken pipe on stdout (``| head``) ends the export quietly with 141.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Final, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
+import httpx
+
+from ._cli_output import FORMATS, Output, OutputClosedError, format_for
+from ._cli_progress import (
+    PROG,
+    ExportStatus,
+    LiveHooks,
+    Reporter,
+    choose_mode,
+    library_logging,
+    make_reporter,
+    stderr_line,
+)
+from ._client import DEFAULT_MAX_CONNECTIONS, DEFAULT_RATE_LIMIT, AsyncVoiceClient
+from ._errors import ItnioAPIError, ItnioError, ItnioHTTPError, MalformedResponseError
+from ._models import GroupCallStatus
+from ._query import MAX_PAGE_SIZE
+from ._retry import RetryPolicy, is_retryable
+
+if TYPE_CHECKING:
+    from .testing import FakeVendor
+
+__all__ = [
+    "DEMO_SEED",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_MALFORMED",
+    "EXIT_OK",
+    "EXIT_OUTPUT_CLOSED",
+    "EXIT_REFUSED",
+    "EXIT_TRANSIENT",
+    "EXIT_USAGE",
+    "build_parser",
+    "demo_vendor",
+    "demo_window",
+    "exit_code_for",
+    "main",
+]
+
+# -- exit codes ---------------------------------------------------------------------------
+
+#: Success.
+EXIT_OK: Final = 0
+#: Anything else: the output could not be written, or a bug (the line says which).
+EXIT_FAILURE: Final = 1
+#: Bad arguments or missing credentials (argparse's own code for usage errors).
+EXIT_USAGE: Final = 2
+#: The vendor refused: authentication (-1), IP restriction (-2), parameters (-22), another
+#: vendor code, or an HTTP error that retrying cannot fix (403, 404...).
+EXIT_REFUSED: Final = 3
+#: A transient fault outlasted the retries: connection errors and timeouts, HTTP 429 and
+#: 5xx, -16, -18. Try again later, from the page the message names.
+EXIT_TRANSIENT: Final = 4
+#: A reply the client cannot read (not JSON, fields missing or of the wrong type).
+EXIT_MALFORMED: Final = 5
+#: Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED: Final = 130
+#: Standard output was closed by its reader, as in ``| head`` (128 + SIGPIPE).
+EXIT_OUTPUT_CLOSED: Final = 141
+
+ENV_KEY: Final = "ITNIO_API_KEY"
+ENV_SECRET: Final = "ITNIO_API_SECRET"  # noqa: S105 - a variable's name, not a secret
+
+# -- the demo ------------------------------------------------------------------------------
+
+#: Tasks in the demo's generated dataset, and its seed.
+DEMO_TASKS: Final = 30_000
+DEMO_SEED: Final = 2026
+#: The demo's tasks were created over the whole days before today, this many.
+DEMO_DAYS: Final = 30
+#: Seconds before each demo answer; up to as much again of seeded jitter.
+DEMO_LATENCY: Final = 0.02
+#: Chance of a transient fault per demo request.
+DEMO_FAULT_PROBABILITY: Final = 0.03
+#: The demo's default rate limit, requests per second: a few seconds for the whole window.
+DEMO_RATE_LIMIT: Final = 200.0
+DEMO_API_KEY: Final = "demo-key"
+DEMO_API_SECRET: Final = "demo-secret"  # noqa: S105 - the fake's published demo secret
+DEMO_BASE_URL: Final = "https://demo.itnio.test"
+
+# Test seam, private: when set, a real (non-demo) run sends through this transport.
+_transport_factory: Callable[[], httpx.AsyncBaseTransport] | None = None
+
+
+def demo_window(today: date | None = None) -> tuple[datetime, datetime]:
+    """The demo dataset's window: the ``DEMO_DAYS`` whole days before ``today``."""
+    end = datetime.combine(today or date.today(), time())
+    return end - timedelta(days=DEMO_DAYS), end
+
+
+def demo_vendor(
+    seed: int = DEMO_SEED,
+    *,
+    latency: float = DEMO_LATENCY,
+    fault_probability: float = DEMO_FAULT_PROBABILITY,
+    today: date | None = None,
+) -> FakeVendor:
+    """The fake vendor ``--demo`` talks to. Tests build the same one to know the data."""
+    from .testing import Dataset, FakeVendor, Fault, FaultPlan
+
+    start, end = demo_window(today)
+    faults = FaultPlan.random(
+        seed,
+        probability=fault_probability,
+        kinds=(Fault.code(-18), Fault.http(503), Fault.drop()),
+    )
+    return FakeVendor(
+        DEMO_API_KEY,
+        DEMO_API_SECRET,
+        dataset=Dataset.generate(DEMO_TASKS, seed=seed, start=start, end=end),
+        faults=faults,
+        latency=latency,
+        jitter=latency,
+        seed=seed,
+    )
+
+
+# -- arguments -----------------------------------------------------------------------------
+
+_DESCRIPTION = """\
+Export or count Itniotech group-call tasks.
+
+Credentials come only from the environment, never from the command line (where any local
+user can read them): ITNIO_API_KEY and ITNIO_API_SECRET; ITNIO_BASE_URL overrides the
+endpoint. Try it without an account: itnio-async --demo export -o tasks.jsonl
+"""
+
+_EPILOG = f"""\
+exit codes:
+  {EXIT_OK}    success
+  {EXIT_FAILURE}    the output could not be written, or an internal error
+  {EXIT_USAGE}    bad arguments, or missing credentials
+  {EXIT_REFUSED}    the vendor refused: authentication (-1), IP (-2), parameters (-22),
+       another vendor code, or an HTTP error that retrying cannot fix
+  {EXIT_TRANSIENT}    a transient fault outlasted the retries (connection, timeout, HTTP 429
+       or 5xx, -16, -18): run again later with the --start-page it names
+  {EXIT_MALFORMED}    a reply the client cannot read
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): the file ends at a whole page; resume with the
+       --start-page it names
+  {EXIT_OUTPUT_CLOSED}  stdout was closed by its reader (| head)
+Errors print one line; -v adds the traceback. Progress goes to stderr.
+
+environment:
+  ITNIO_API_KEY, ITNIO_API_SECRET  the credentials (never options: any local user can
+                                   read a command line); not needed with --demo
+  ITNIO_BASE_URL                   the vendor's endpoint (default: the production API)
+
+examples:
+  itnio-async --demo export -o tasks.jsonl
+  itnio-async export --start 2024-06-01 --end 2024-06-30 --statuses completed,calling -o june.csv
+  itnio-async export --start 2024-06-01 --end 2024-06-30 -o june.csv --start-page 41
+  itnio-async count --start "2024-06-01 08:00:00" --end "2024-06-01 18:00:00"
+"""
+
+_EXPORT_DESCRIPTION = """\
+Stream every task created between --start and --end, newest first, to JSON Lines or CSV.
+
+One line per record (CSV: one row, after a header row) with the fields job_id, task_name,
+status (the number), status_name, rate, num_cnt, call_num, success, fail and created_time
+(ISO 8601). Pages are written whole and flushed one by one: a file cut short by Ctrl-C or
+an error ends at a page boundary, and --start-page with the page the message names appends
+exactly the rest, provided the window's tasks did not change between the two runs (the
+vendor pages by offset): keep the same arguments and an --end in the past. Within one run,
+tasks that enter or leave the window are neither lost nor repeated.
+
+Progress goes to stderr: a bar on a terminal (needs rich: pip install 'itnio-async[cli]'),
+plain lines otherwise, nothing with --quiet; then a summary line.
+"""
+
+_TIMES_HELP = (
+    "YYYY-MM-DD, 'YYYY-MM-DD HH:MM:SS' or ISO 8601 with T, in the vendor's zone, inclusive; "
+    "a bare date as --end means the end of that day; with a UTC offset it needs "
+    "--server-timezone"
+)
+
+#: Status names accepted by ``--statuses``: the enum's, plus short forms.
+_STATUS_NAMES: Final[dict[str, GroupCallStatus]] = {
+    **{member.name.lower(): member for member in GroupCallStatus},
+    "waiting": GroupCallStatus.WAITING_FOR_SUBMISSION,
+    "failed": GroupCallStatus.SUBMISSION_FAILED,
+    "canceled": GroupCallStatus.CANCELLED,
+}
+
+
+class _UsageError(Exception):
+    """A problem with the command or the environment, found before or as the run starts."""
+
+
+def _time_arg(*, end: bool) -> Callable[[str], datetime]:
+    def parse(text: str) -> datetime:
+        text = text.strip()
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return datetime.combine(day, time(23, 59, 59) if end else time())
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a time: {text!r} (use YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS')"
+            ) from None
+
+    return parse
+
+
+def _statuses_arg(text: str) -> list[GroupCallStatus]:
+    statuses: list[GroupCallStatus] = []
+    for part in text.split(","):
+        key = part.strip().lower().replace("-", "_")
+        if not key:
+            continue
+        if key.lstrip("-").isdigit():
+            number = int(key)
+            if number not in GroupCallStatus._value2member_map_ or not (
+                GroupCallStatus(number).is_known
+            ):
+                raise argparse.ArgumentTypeError(f"not a documented status number: {number}")
+            statuses.append(GroupCallStatus(number))
+        elif key in _STATUS_NAMES:
+            statuses.append(_STATUS_NAMES[key])
+        else:
+            names = ", ".join(member.name.lower() for member in GroupCallStatus)
+            raise argparse.ArgumentTypeError(
+                f"unknown status {part.strip()!r}: use 0-6 or a name ({names})"
+            )
+    if not statuses:
+        raise argparse.ArgumentTypeError("no status given")
+    return statuses
+
+
+def _int_arg(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _rate_arg(text: str) -> float:
+    """Requests per second; ``0``/``none``/``off`` means no limit (returned as 0)."""
+    word = text.strip().lower()
+    if word in ("none", "off", "unlimited"):
+        return 0.0
+    try:
+        value = float(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a rate: {text!r} (requests per second, or 'none')"
+        ) from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _zone_arg(text: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown time zone {text!r} (an IANA name, such as Asia/Shanghai)"
+        ) from None
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes, before or after the command's name."""
+    # After the command, SUPPRESS keeps an absent option from resetting one given before.
+    default: object = argparse.SUPPRESS
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=False if top else default,
+        help="run against a built-in fake vendor with 30,000 generated tasks, a little "
+        "latency and a few faults (no account needed; ignores the credentials)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if top else default,
+        help="tracebacks with errors, and log each retry (-vv: each request)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if top else default,
+        help="print nothing but errors (and, for count, the number)",
+    )
+    # Hidden: the demo's latency, for trying a slow vendor (and for the tests).
+    parser.add_argument(
+        "--demo-latency",
+        type=_seconds_arg,
+        default=DEMO_LATENCY if top else default,
+        help=argparse.SUPPRESS,
+    )
+
+
+def _add_query_options(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--start", type=_time_arg(end=False), help=f"window start: {_TIMES_HELP}")
+    add("--end", type=_time_arg(end=True), help="window end, as --start")
+    add(
+        "--server-timezone",
+        type=_zone_arg,
+        metavar="ZONE",
+        help="the vendor's time zone (IANA name): times with an offset are converted to "
+        "it, and created_time is written with its offset",
+    )
+    add(
+        "--statuses",
+        type=_statuses_arg,
+        action="extend",
+        metavar="LIST",
+        help="keep only these states: numbers 0-6 or names (waiting_for_submission, "
+        "calling, completed, submission_failed, cancelled, suspended, submitting), "
+        "comma-separated (default: all)",
+    )
+    add("--app-id", type=_int_arg(0), metavar="ID", help="keep only this application's tasks")
+    add("--search", metavar="TEXT", help="the vendor's fuzzy match on task name or content")
+    add(
+        "--rate-limit",
+        type=_rate_arg,
+        metavar="RPS",
+        help=f"requests per second at most; 0 or 'none' for no limit (default: "
+        f"{DEFAULT_RATE_LIMIT:g}; {DEMO_RATE_LIMIT:g} with --demo). The vendor publishes no "
+        "limit: use your account's",
+    )
+    add(
+        "--max-retries",
+        type=_int_arg(0),
+        default=RetryPolicy().max_retries,
+        metavar="N",
+        help="retries of a transient fault, with backoff (default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    export = commands.add_parser(
+        "export",
+        help="stream every task of a window to JSON Lines or CSV",
+        description=_EXPORT_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_global_options(export, top=False)
+    _add_query_options(export)
+    add = export.add_argument
+    add(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write here instead of stdout ('-'); opened when the first page arrives; "
+        "appended to with --start-page > 1",
+    )
+    add(
+        "--format",
+        choices=FORMATS,
+        help="jsonl (one JSON object per line) or csv (with a header row); default: from "
+        "the output file's extension, else jsonl",
+    )
+    add(
+        "--page-size",
+        type=_int_arg(1, MAX_PAGE_SIZE),
+        default=MAX_PAGE_SIZE,
+        metavar="N",
+        help="records per request, 1-100 (default: %(default)s)",
+    )
+    add(
+        "--concurrency",
+        type=_int_arg(1),
+        default=8,
+        metavar="N",
+        help="pages fetched at once (default: %(default)s)",
+    )
+    add(
+        "--limit",
+        type=_int_arg(0),
+        metavar="N",
+        help="stop after this many records (of this run)",
+    )
+    add(
+        "--start-page",
+        type=_int_arg(1),
+        default=1,
+        metavar="P",
+        help="begin at page P, as an interrupted or failed export tells; appends to the "
+        "output file (default: 1)",
+    )
+    export.set_defaults(subparser=export)
+
+    count = commands.add_parser(
+        "count",
+        help="print how many tasks match (one request)",
+        description="Print how many tasks match the window and filters, with one request "
+        "for one record.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_global_options(count, top=False)
+    _add_query_options(count)
+    count.set_defaults(subparser=count)
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check alone; exits through ``parser.error`` (code 2)."""
+    parser: argparse.ArgumentParser = args.subparser
+
+    def fail(message: str) -> NoReturn:
+        parser.error(message)
+
+    if not args.demo:
+        missing = [f"--{name}" for name in ("start", "end") if getattr(args, name) is None]
+        if missing:
+            fail(f"{' and '.join(missing)} required (or try --demo)")
+    for name in ("start", "end"):
+        value: datetime | None = getattr(args, name)
+        if value is not None and value.tzinfo is not None and args.server_timezone is None:
+            fail(
+                f"--{name} has a UTC offset: also give --server-timezone (the vendor's zone), "
+                "or write the time in the vendor's zone without one"
+            )
+    start, end = args.start, args.end
+    # One with an offset and one without compare only once converted: the client does that.
+    if (
+        start is not None
+        and end is not None
+        and (start.tzinfo is None) == (end.tzinfo is None)
+        and end < start
+    ):
+        fail(f"--end ({end}) is before --start ({start})")
+    output = getattr(args, "output", None)
+    if output not in (None, "-"):
+        folder = os.path.dirname(output) or "."
+        if not os.path.isdir(folder):
+            fail(f"--output: no such directory: {folder}")
+        if os.path.isdir(output):
+            fail(f"--output: is a directory: {output}")
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Connection:
+    """Whom to talk to: the vendor with the environment's credentials, or the demo fake."""
+
+    api_key: str
+    api_secret: str
+    base_url: str | None
+    transport: Callable[[], httpx.AsyncBaseTransport] | None
+    rate_limit: float | None
+    window: tuple[datetime, datetime] | None
+
+
+def _connect(args: argparse.Namespace) -> _Connection:
+    if args.demo:
+        fake = demo_vendor(latency=args.demo_latency)
+        return _Connection(
+            DEMO_API_KEY,
+            DEMO_API_SECRET,
+            DEMO_BASE_URL,
+            fake.transport,
+            DEMO_RATE_LIMIT,
+            demo_window(),
+        )
+    api_key = os.environ.get(ENV_KEY, "")
+    api_secret = os.environ.get(ENV_SECRET, "")
+    if not (api_key and api_secret):
+        unset = " and ".join(name for name in (ENV_KEY, ENV_SECRET) if not os.environ.get(name))
+        raise _UsageError(
+            f"missing credentials: set {ENV_KEY} and {ENV_SECRET} in the environment "
+            f"({unset} not set; never pass a secret on the command line), or try --demo"
+        )
+    return _Connection(api_key, api_secret, None, _transport_factory, DEFAULT_RATE_LIMIT, None)
+
+
+def _window(args: argparse.Namespace, connection: _Connection) -> tuple[datetime, datetime]:
+    start: datetime | None = args.start
+    end: datetime | None = args.end
+    if connection.window is not None:
+        start = start if start is not None else connection.window[0]
+        end = end if end is not None else connection.window[1]
+    # Both present: _check_args requires them without --demo, and the demo has a window.
+    assert start is not None
+    assert end is not None
+    return start, end
+
+
+def _make_client(
+    args: argparse.Namespace, connection: _Connection, hooks: LiveHooks | None = None
+) -> AsyncVoiceClient:
+    rate = connection.rate_limit if args.rate_limit is None else (args.rate_limit or None)
+    concurrency: int = getattr(args, "concurrency", 1)
+    try:
+        return AsyncVoiceClient(
+            connection.api_key,
+            connection.api_secret,
+            base_url=connection.base_url,
+            rate_limit=rate,
+            retry=RetryPolicy(max_retries=args.max_retries),
+            server_timezone=args.server_timezone,
+            max_connections=max(DEFAULT_MAX_CONNECTIONS, concurrency),
+            transport=connection.transport() if connection.transport is not None else None,
+            hooks=hooks,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from exc
+
+
+async def _export_pages(
+    args: argparse.Namespace,
+    connection: _Connection,
+    output: Output,
+    status: ExportStatus,
+    reporter: Reporter,
+) -> None:
+    start, end = _window(args, connection)
+    async with _make_client(args, connection, LiveHooks(status, reporter)) as client:
+        try:
+            stream = client.iter_group_call_pages(
+                start,
+                end,
+                statuses=args.statuses,
+                app_id=args.app_id,
+                search=args.search,
+                page_size=args.page_size,
+                concurrency=args.concurrency,
+                limit=args.limit,
+                start_page=args.start_page,
+            )
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(str(exc)) from exc
+        # Closing the stream (also on Ctrl-C, which asyncio.run turns into a cancellation
+        # here) cancels the requests in flight and waits for them.
+        async with stream:
+            async for page in stream:
+                # Synchronous from here to the next await: a cancellation cannot split it.
+                output.write_page(page.records)
+                status.page_written(len(page.records), stream.progress)
+                reporter.update(status)
+
+
+async def _count_total(args: argparse.Namespace, connection: _Connection) -> int:
+    start, end = _window(args, connection)
+    async with _make_client(args, connection) as client:
+        try:
+            request = client.query_group_calls(
+                start,
+                end,
+                statuses=args.statuses,
+                app_id=args.app_id,
+                search=args.search,
+                page=1,
+                size=1,
+            )
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(str(exc)) from exc
+        page = await request
+    return page.total
+
+
+def exit_code_for(exc: ItnioError) -> int:
+    """The exit code for an error of the client (see the ``EXIT_*`` constants)."""
+    if isinstance(exc, MalformedResponseError):
+        return EXIT_MALFORMED
+    if is_retryable(exc):
+        return EXIT_TRANSIENT
+    if isinstance(exc, ItnioAPIError | ItnioHTTPError):
+        return EXIT_REFUSED
+    return EXIT_FAILURE
+
+
+def _report_failure(exc: BaseException, *, verbose: int, status: ExportStatus | None) -> int:
+    """Print one line for ``exc`` (and its traceback if verbose); return the exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        if status is None:
+            stderr_line("interrupted")
+        else:
+            stderr_line(
+                f"interrupted: {status.records_written} records written; "
+                f"resume with --start-page {status.resume_page}"
+            )
+        return EXIT_INTERRUPTED
+    if isinstance(exc, OutputClosedError):
+        return EXIT_OUTPUT_CLOSED
+    if verbose and not isinstance(exc, _UsageError):
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, _UsageError):
+        code, message = EXIT_USAGE, str(exc)
+    elif isinstance(exc, ItnioError):
+        code, message = exit_code_for(exc), str(exc)
+        if status is not None and exc.page is not None:
+            status.resume_page = exc.page
+    elif isinstance(exc, OSError):
+        code = EXIT_FAILURE
+        target = status.output if status is not None else "output"
+        message = f"cannot write {target}: {exc.strerror or exc}"
+    else:
+        code = EXIT_FAILURE
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if not verbose:
+            message += " (run with -v for the traceback)"
+    if (
+        status is not None
+        and code != EXIT_USAGE
+        and (status.pages_written or status.start_page > 1 or code == EXIT_TRANSIENT)
+    ):
+        message += (
+            f"; {status.records_written} records written, "
+            f"resume with --start-page {status.resume_page}"
+        )
+    stderr_line(f"error: {message}")
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a reader closed stdout: point it at devnull so exit's flush does not complain."""
+    original = sys.__stdout__
+    if original is None or sys.stdout is not original:
+        return  # replaced (captured by a test, say): nothing to silence
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, original.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _export(args: argparse.Namespace, connection: _Connection) -> int:
+    output = Output(args.output, args.format or format_for(args.output), append=args.start_page > 1)
+    status = ExportStatus(
+        start_page=args.start_page, page_size=args.page_size, limit=args.limit, output=output.name
+    )
+    reporter = make_reporter(choose_mode(quiet=args.quiet, output_is_stdout=output.path is None))
+    failure: BaseException | None = None
+    with library_logging(args.verbose, reporter.note):
+        reporter.start()
+        try:
+            asyncio.run(_export_pages(args, connection, output, status, reporter))
+        except (Exception, KeyboardInterrupt) as exc:
+            failure = exc
+        finally:
+            reporter.stop()
+        try:
+            output.close(complete=failure is None)
+        except OSError as exc:
+            failure = failure or exc
+    if failure is not None:
+        code = _report_failure(failure, verbose=args.verbose, status=status)
+        if code == EXIT_OUTPUT_CLOSED:
+            _silence_stdout()
+        return code
+    if output.trimmed and not args.quiet:
+        stderr_line(
+            f"warning: removed a partial last line ({output.trimmed} bytes) from "
+            f"{output.name} before appending"
+        )
+    if not args.quiet:
+        stderr_line(status.summary())
+    return EXIT_OK
+
+
+def _count(args: argparse.Namespace, connection: _Connection) -> int:
+    with library_logging(args.verbose, stderr_line):
+        try:
+            total = asyncio.run(_count_total(args, connection))
+        except (Exception, KeyboardInterrupt) as exc:
+            return _report_failure(exc, verbose=args.verbose, status=None)
+    print(total)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check_args(args)
+    except SystemExit as exc:  # argparse: --help, --version, or a usage error
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        connection = _connect(args)
+        if args.command == "count":
+            return _count(args, connection)
+        return _export(args, connection)
+    except _UsageError as exc:
+        stderr_line(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before or after the run proper (which handles its own)
+        stderr_line("interrupted")
+        return EXIT_INTERRUPTED

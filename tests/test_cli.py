@@ -1,0 +1,738 @@
+"""The ``itnio-async`` command line, run for real.
+
+End to end, ``python -m itnio_async`` runs in a subprocess against its ``--demo`` fake, and
+the output is parsed back and compared with the same fake's data (``_cli.demo_vendor``).
+The many argument and exit-code cases call ``main(argv)`` in-process, pointed at a small
+fake vendor through the module's private transport seam; nothing reaches the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import itnio_async
+from itnio_async import _cli, _cli_progress
+from itnio_async._cli_output import Output
+from itnio_async.testing import Dataset, FakeTask, FakeVendor, Fault, FaultPlan
+
+KEY = "cli-key"
+SECRET = "cli-secret-never-printed"
+TASKS = 450
+WINDOW = ["--start", "2024-01-01", "--end", "2024-06-30"]
+STATUS_NAMES = {
+    0: "waiting_for_submission",
+    1: "calling",
+    2: "completed",
+    3: "submission_failed",
+    4: "cancelled",
+    5: "suspended",
+    6: "submitting",
+}
+
+
+def expected_row(task: FakeTask) -> dict[str, Any]:
+    """What the CLI must write for a task, built from the fake's data alone."""
+    return {
+        "job_id": task.job_id,
+        "task_name": task.task_name,
+        "status": task.status,
+        "status_name": STATUS_NAMES[task.status],
+        "rate": task.rate,
+        "num_cnt": task.num_cnt,
+        "call_num": task.call_num,
+        "success": task.success,
+        "fail": task.fail,
+        "created_time": task.created_time.isoformat(),
+    }
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def as_strings(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{key: str(value) for key, value in row.items()} for row in rows]
+
+
+# -- in-process runs against a small fake ------------------------------------------------
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeVendor:
+    """A fake vendor with the environment's credentials, behind the CLI's transport seam."""
+    vendor = FakeVendor(KEY, SECRET, dataset=Dataset.generate(TASKS, seed=5))
+    monkeypatch.setenv("ITNIO_API_KEY", KEY)
+    monkeypatch.setenv("ITNIO_API_SECRET", SECRET)
+    # Loopback and closed: should the seam ever be bypassed, nothing leaves the machine.
+    monkeypatch.setenv("ITNIO_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setattr(_cli, "_transport_factory", vendor.transport)
+    return vendor
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = _cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def export(capsys: pytest.CaptureFixture[str], path: Path, *argv: str) -> tuple[int, str]:
+    code, out, err = run(capsys, "export", *WINDOW, "--rate-limit", "none", "-o", str(path), *argv)
+    assert out == ""
+    return code, err
+
+
+def test_export_writes_every_record_as_json_lines(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    code, err = export(capsys, path)
+    assert code == _cli.EXIT_OK
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
+    assert len(expected) == TASKS
+    assert read_jsonl(path) == [expected_row(task) for task in expected]
+    assert err.splitlines()[-1].startswith(f"itnio-async: done: {TASKS} records, 5 pages")
+
+
+def test_export_to_stdout_as_csv_with_a_header(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "export", *WINDOW, "--format", "csv", "--limit", "120")
+    assert code == _cli.EXIT_OK
+    rows = list(csv.DictReader(io.StringIO(out)))
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:120]
+    assert rows == as_strings([expected_row(task) for task in expected])
+
+
+@pytest.mark.parametrize(
+    ("statuses", "numbers"),
+    [
+        (["completed,CALLING"], [2, 1]),
+        (["2", "--statuses", "1"], [2, 1]),
+        (["submission-failed, waiting"], [3, 0]),
+        (["Cancelled,canceled,4"], [4]),
+    ],
+)
+def test_statuses_by_name_or_number(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    statuses: list[str],
+    numbers: list[int],
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    code, _ = export(capsys, path, "--statuses", *statuses)
+    assert code == _cli.EXIT_OK
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59", statuses=numbers)
+    assert 0 < len(expected) < TASKS
+    assert read_jsonl(path) == [expected_row(task) for task in expected]
+
+
+def test_app_id_and_search_filter_like_the_vendor(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.csv"
+    word = next(iter(fake.dataset)).task_name.split()[0]
+    code, _ = export(capsys, path, "--app-id", "2", "--search", word.upper())
+    assert code == _cli.EXIT_OK
+    expected = fake.expected(
+        "2024-01-01 00:00:00", "2024-06-30 23:59:59", app_id=2, search=word.upper()
+    )
+    assert expected
+    with path.open(newline="", encoding="utf-8") as file:
+        assert list(csv.DictReader(file)) == as_strings([expected_row(t) for t in expected])
+
+
+def test_limit_and_page_size(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    code, err = export(capsys, path, "--limit", "130", "--page-size", "50", "--concurrency", "2")
+    assert code == _cli.EXIT_OK
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:130]
+    assert read_jsonl(path) == [expected_row(task) for task in expected]
+    assert "done: 130 records, 3 pages" in err
+    assert sorted(fake.stats.per_page) == [1, 2, 3]  # no page fetched beyond the limit
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_start_page_appends_exactly_the_rest(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    whole, part = tmp_path / f"whole.{suffix}", tmp_path / f"part.{suffix}"
+    assert export(capsys, whole)[0] == _cli.EXIT_OK
+    assert export(capsys, part, "--limit", "200")[0] == _cli.EXIT_OK
+    code, err = export(capsys, part, "--start-page", "3")
+    assert code == _cli.EXIT_OK
+    assert "from page 3" in err
+    assert part.read_bytes() == whole.read_bytes()  # one CSV header, no repeats, no gaps
+
+
+def test_resume_removes_a_partial_last_line_first(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
+    assert export(capsys, whole)[0] == _cli.EXIT_OK
+    lines = whole.read_bytes().splitlines(keepends=True)
+    part.write_bytes(b"".join(lines[:100]) + lines[100][:17])  # as a hard kill could leave
+    code, err = export(capsys, part, "--start-page", "2")
+    assert code == _cli.EXIT_OK
+    assert "removed a partial last line (17 bytes)" in err
+    assert part.read_bytes() == whole.read_bytes()
+
+
+def test_an_empty_result_still_writes_the_csv_header(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "none.csv"
+    code, _, err = run(
+        capsys, "export", "--start", "2023-01-01", "--end", "2023-01-02", "-o", str(path)
+    )
+    assert code == _cli.EXIT_OK
+    assert path.read_text() == (
+        "job_id,task_name,status,status_name,rate,num_cnt,call_num,success,fail,created_time\n"
+    )
+    assert "done: 0 records, 1 pages" in err
+
+
+def test_server_timezone_writes_times_with_their_offset(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    code, _ = export(capsys, path, "--server-timezone", "Asia/Shanghai", "--limit", "5")
+    assert code == _cli.EXIT_OK
+    rows = read_jsonl(path)
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:5]
+    assert [row["job_id"] for row in rows] == [task.job_id for task in expected]
+    assert all(row["created_time"].endswith("+08:00") for row in rows)
+
+
+def test_count_makes_one_request_of_one_record(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "count", *WINDOW, "--statuses", "completed")
+    assert code == _cli.EXIT_OK
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59", statuses=[2])
+    assert out == f"{len(expected)}\n"
+    assert err == ""
+    assert fake.stats.requests == 1
+
+
+def test_a_bare_date_as_end_means_the_whole_day(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = next(iter(fake.dataset)).created_time.date().isoformat()
+    code, out, _ = run(capsys, "count", "--start", day, "--end", day)
+    assert code == _cli.EXIT_OK
+    assert int(out) == len(fake.expected(f"{day} 00:00:00", f"{day} 23:59:59")) > 0
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+def test_quiet_prints_nothing_on_success(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = export(capsys, tmp_path / "tasks.jsonl", "--quiet")
+    assert code == _cli.EXIT_OK
+    assert err == ""
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = export(capsys, tmp_path / "tasks.jsonl", "--page-size", "50")
+    assert code == _cli.EXIT_OK
+    lines = err.splitlines()
+    assert lines[0] == (
+        f"itnio-async: exporting {TASKS} records in 9 pages of 50, from page 1, to "
+        f"{tmp_path / 'tasks.jsonl'}"
+    )
+    progress = [line for line in lines if "req/s" in line]
+    assert progress
+    assert all("retries" in line and "elapsed" in line for line in progress)
+    assert "\x1b" not in err  # no terminal codes in a log
+
+
+def test_progress_bar_on_a_terminal(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_cli_progress, "stream_is_terminal", lambda stream: True)
+    code, err = export(capsys, tmp_path / "tasks.jsonl", "--page-size", "50")
+    assert code == _cli.EXIT_OK
+    assert f"{TASKS}/{TASKS} records" in err
+    assert "9/9 pages" in err
+    assert "req/s" in err
+    # After the bar (and the escape that shows the cursor again), the summary.
+    last = err.rstrip().splitlines()[-1]
+    assert f"itnio-async: done: {TASKS} records, 9 pages, 9 requests, 0 retries, " in last
+
+
+def test_without_rich_a_one_line_note_then_plain_lines(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_cli_progress, "stream_is_terminal", lambda stream: True)
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails
+    code, err = export(capsys, tmp_path / "tasks.jsonl")
+    assert code == _cli.EXIT_OK
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert notes == [
+        "itnio-async: note: no progress bar without rich (pip install 'itnio-async[cli]'); "
+        "printing progress lines"
+    ]
+    assert "exporting 450 records" in err
+
+
+def test_verbose_logs_retries(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.clock_offset = 3600.0  # -16 until the client learns the clock, then retried at once
+    code, err = export(capsys, tmp_path / "tasks.jsonl", "-v")
+    assert code == _cli.EXIT_OK
+    assert "itnio-async: warning: retrying POST" in err
+    assert SECRET not in err
+
+
+# -- errors and exit codes --------------------------------------------------------------
+
+
+def test_missing_credentials_is_one_line_naming_both_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ITNIO_API_KEY", raising=False)
+    monkeypatch.setenv("ITNIO_API_SECRET", "")
+    path = tmp_path / "tasks.jsonl"
+    code, out, err = run(capsys, "export", *WINDOW, "-o", str(path))
+    assert code == _cli.EXIT_USAGE
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("itnio-async: error: missing credentials")
+    assert "ITNIO_API_KEY" in err
+    assert "ITNIO_API_SECRET" in err
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export"],  # no window
+        ["export", "--start", "2024-01-01"],
+        ["export", "--start", "2024-02-01", "--end", "2024-01-01"],
+        ["export", "--start", "2024-13-01", "--end", "2024-12-31"],
+        ["export", "--start", "2024-01-01T00:00:00+08:00", "--end", "2024-01-02"],
+        [
+            "export",
+            "--start",
+            "2024-01-02T00:00:00+00:00",
+            "--end",
+            "2024-01-01",
+            "--server-timezone",
+            "UTC",
+        ],  # backwards once converted: the client says so before any request
+        ["count", *WINDOW, "--server-timezone", "Mars/Olympus"],
+        ["count", *WINDOW, "--statuses", "ringing"],
+        ["count", *WINDOW, "--statuses", "9"],
+        ["count", *WINDOW, "--app-id", "-1"],
+        ["export", *WINDOW, "--page-size", "101"],
+        ["export", *WINDOW, "--rate-limit", "fast"],
+        ["export", *WINDOW, "--format", "xml"],
+        ["export", *WINDOW, "-o", "no/such/dir/tasks.jsonl"],
+        ["export", *WINDOW, "-o", "."],
+        ["export", *WINDOW, "--api-secret", "s3cret"],  # secrets are not options
+        [],
+    ],
+)
+def test_bad_arguments_exit_2(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == _cli.EXIT_USAGE
+    assert out == ""
+    assert "error:" in err
+    assert fake.stats.requests == 0
+
+
+def test_a_bad_base_url_is_a_usage_error(
+    fake: FakeVendor, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ITNIO_BASE_URL", "http://example.com")
+    code, _, err = run(capsys, "count", *WINDOW)
+    assert code == _cli.EXIT_USAGE
+    assert err.startswith("itnio-async: error: base_url must be https://")
+
+
+def test_rate_limit_accepts_numbers_and_none() -> None:
+    parser = _cli.build_parser()
+    for text, value in [("2.5", 2.5), ("none", 0.0), ("0", 0.0), ("OFF", 0.0)]:
+        args = parser.parse_args(["export", *WINDOW, "--rate-limit", text])
+        assert args.rate_limit == value
+
+
+def test_global_options_go_before_or_after_the_command() -> None:
+    parser = _cli.build_parser()
+    before = parser.parse_args(["--demo", "-q", "export"])
+    after = parser.parse_args(["export", "--demo", "-q"])
+    assert (before.demo, before.quiet, after.demo, after.quiet) == (True, True, True, True)
+    assert parser.parse_args(["--demo", "export"]).quiet is False
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault.code(-1), "vendor error -1"),
+        (Fault.code(-2), "vendor error -2"),
+        (Fault.code(-22), "vendor error -22"),
+        (Fault.code(-99, "new"), "vendor error -99: new"),
+        (Fault.http(404), "HTTP 404"),
+    ],
+)
+def test_vendor_refusals_exit_3(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault: Fault,
+    message: str,
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("an earlier export\n")
+    fake.faults = FaultPlan(by_request={1: fault})
+    code, err = export(capsys, path)
+    assert code == _cli.EXIT_REFUSED
+    assert err.splitlines() == [err.rstrip("\n")]  # one line
+    assert err.startswith(f"itnio-async: error: {message}")
+    assert "Traceback" not in err
+    assert "resume" not in err  # nothing to resume: the first request was refused
+    assert path.read_text() == "an earlier export\n"  # not opened, so not clobbered
+
+
+def test_wrong_credentials_exit_3_and_never_print_the_secret(
+    fake: FakeVendor,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("ITNIO_API_SECRET", SECRET + "-wrong")
+    code, out, err = run(capsys, "-v", "count", *WINDOW)
+    assert code == _cli.EXIT_REFUSED
+    assert "Traceback" in err  # -v
+    assert "AuthenticationError" in err
+    assert SECRET not in err + out
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.code(-18), Fault.code(-16), Fault.http(503), Fault.http(429), Fault.drop()],
+)
+def test_transient_faults_that_outlast_the_retries_exit_4_with_the_page_to_resume(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: Fault
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    fake.faults = FaultPlan(by_page={3: [fault]})
+    code, err = export(capsys, path, "--max-retries", "0", "--concurrency", "1")
+    assert code == _cli.EXIT_TRANSIENT
+    assert err.splitlines()[-1].startswith("itnio-async: error: ")
+    assert err.rstrip().endswith("; 200 records written, resume with --start-page 3")
+    assert len(read_jsonl(path)) == 200
+    fake.faults = None
+    assert export(capsys, path, "--start-page", "3")[0] == _cli.EXIT_OK
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
+    assert read_jsonl(path) == [expected_row(task) for task in expected]
+
+
+def test_count_exits_4_on_a_transient_fault(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.faults = FaultPlan(by_request={1: Fault.http(502, html=True)})
+    code, out, err = run(capsys, "count", *WINDOW, "--max-retries", "0")
+    assert code == _cli.EXIT_TRANSIENT
+    assert out == ""
+    assert err.startswith("itnio-async: error: HTTP 502")
+
+
+def test_a_malformed_reply_exits_5(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ITNIO_API_KEY", KEY)
+    monkeypatch.setenv("ITNIO_API_SECRET", SECRET)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>maintenance</html>")
+
+    monkeypatch.setattr(_cli, "_transport_factory", lambda: httpx.MockTransport(handler))
+    code, err = export(capsys, tmp_path / "tasks.jsonl")
+    assert code == _cli.EXIT_MALFORMED
+    assert err.startswith("itnio-async: error: malformed reply")
+
+
+def test_a_write_error_exits_1_with_the_page_to_resume(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Output.write_page
+    pages: list[int] = []
+
+    def write_page(self: Output, records: Any) -> None:
+        pages.append(len(records))
+        if len(pages) == 3:
+            raise OSError(28, "No space left on device")
+        original(self, records)
+
+    monkeypatch.setattr(Output, "write_page", write_page)
+    path = tmp_path / "tasks.jsonl"
+    code, err = export(capsys, path)
+    assert code == _cli.EXIT_FAILURE
+    assert err.splitlines()[-1] == (
+        f"itnio-async: error: cannot write {path}: No space left on device; "
+        "200 records written, resume with --start-page 3"
+    )
+
+
+def test_an_unexpected_error_is_one_line_without_verbose(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def boom(self: Output, records: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Output, "write_page", boom)
+    code, err = export(capsys, tmp_path / "tasks.jsonl", "-q")
+    assert code == _cli.EXIT_FAILURE
+    assert err == (
+        "itnio-async: error: internal error: RuntimeError: boom (run with -v for the traceback)\n"
+    )
+
+
+def test_a_closed_stdout_stops_quietly_with_141(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class ClosedPipe(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    class Stdout(io.StringIO):
+        buffer = ClosedPipe()
+
+    monkeypatch.setattr(sys, "stdout", Stdout())
+    code = _cli.main(["-q", "export", *WINDOW])
+    assert code == _cli.EXIT_OUTPUT_CLOSED
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="SIGINT is handled or ignored by the test runner",
+)
+def test_ctrl_c_in_process_leaves_whole_pages_and_says_where_to_resume(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @fake.on_request
+    def interrupt(n: int, body: dict[str, Any]) -> None:
+        if n == 3:
+            signal.raise_signal(signal.SIGINT)  # asyncio.run cancels the main task
+
+    path = tmp_path / "tasks.jsonl"
+    code, err = export(capsys, path, "--page-size", "50", "--concurrency", "1")
+    assert code == _cli.EXIT_INTERRUPTED
+    rows = read_jsonl(path)
+    assert len(rows) % 50 == 0
+    resume = len(rows) // 50 + 1
+    assert err.splitlines()[-1] == (
+        f"itnio-async: interrupted: {len(rows)} records written; resume with --start-page {resume}"
+    )
+    assert export(capsys, path, "--page-size", "50", "--start-page", str(resume))[0] == 0
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
+    assert read_jsonl(path) == [expected_row(task) for task in expected]
+
+
+def test_help_documents_the_exit_codes_and_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "export", "--help")
+    assert code == _cli.EXIT_OK
+    for text in ("exit codes:", "130", "ITNIO_API_KEY", "--start-page", "--statuses"):
+        assert text in out
+    assert "--demo-latency" not in out
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.split()[0]) == (0, "itnio-async")
+
+
+def test_python_dash_m_runs_the_command_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["itnio-async", "--version"])
+    # What ``python -m itnio_async`` does, minus the import system (pytest's assertion
+    # rewriter claims this package, as a plugin's, and cannot hand runpy the code).
+    main_py = Path(itnio_async.__file__).with_name("__main__.py")
+    code = compile(main_py.read_text(), str(main_py), "exec")
+    with pytest.raises(SystemExit) as exit_info:
+        exec(code, {"__name__": "__main__", "__package__": "itnio_async"})
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("itnio-async ")
+
+
+# -- the demo -------------------------------------------------------------------------------
+
+
+def test_demo_count_is_the_whole_generated_window(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ITNIO_API_KEY", raising=False)  # the demo needs none
+    code, out, _ = run(capsys, "--demo", "--demo-latency", "0", "count")
+    assert (code, out) == (0, f"{_cli.DEMO_TASKS}\n")
+
+
+def demo_rows(today: date, **filters: Any) -> list[dict[str, Any]]:
+    vendor = _cli.demo_vendor(latency=0, today=today)
+    start, end = filters.pop("window", _cli.demo_window(today))
+    return [expected_row(task) for task in vendor.expected(start, end, **filters)]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for a subprocess: no credentials, nothing that points elsewhere."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("ITNIO_")}
+
+
+def run_module(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "itnio_async", *argv],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def same_day(today: date) -> None:
+    if date.today() != today:
+        pytest.skip("midnight passed: the demo's window moved during the test")
+
+
+def test_demo_export_to_jsonl_matches_the_fake(tmp_path: Path) -> None:
+    today = date.today()
+    path = tmp_path / "tasks.jsonl"
+    result = run_module("--demo", "--demo-latency", "0", "export", "-o", str(path))
+    same_day(today)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert read_jsonl(path) == demo_rows(today)
+    assert len(read_jsonl(path)) == _cli.DEMO_TASKS
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"itnio-async: done: {_cli.DEMO_TASKS} records, 300 pages")
+    assert "retries" in last  # the demo injects a few faults: the stream retried through
+
+
+def test_demo_export_to_csv_with_filters_matches_the_fake(tmp_path: Path) -> None:
+    today = date.today()
+    start, _ = _cli.demo_window(today)
+    first = start.date().isoformat()
+    path = tmp_path / "tasks.csv"
+    result = run_module(
+        "--demo",
+        "--demo-latency",
+        "0",
+        "export",
+        "--start",
+        first,
+        "--end",
+        f"{first} 23:59:59",
+        "--statuses",
+        "completed,1",
+        "-o",
+        str(path),
+        "--quiet",
+    )
+    same_day(today)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    expected = demo_rows(
+        today, window=(start, datetime.fromisoformat(f"{first} 23:59:59")), statuses=[2, 1]
+    )
+    assert expected
+    assert rows == as_strings(expected)
+
+
+@contextlib.contextmanager
+def sigint_delivered() -> Iterator[None]:
+    """Let a child see SIGINT even when this process was started with it ignored (a
+    background job of a shell): a handler, unlike SIG_IGN, is reset to default by exec."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
+def test_ctrl_c_stops_at_once_leaves_whole_pages_and_resumes_exactly(tmp_path: Path) -> None:
+    today = date.today()
+    path = tmp_path / "tasks.jsonl"
+    argv = [sys.executable, "-m", "itnio_async", "--demo", "export", "-o", str(path)]
+    with sigint_delivered():
+        child = subprocess.Popen(
+            [*argv, "--demo-latency", "0.1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+    try:
+        wait_for(lambda: path.exists() and path.stat().st_size > 0, timeout=20)
+        signal_sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert time.monotonic() - signal_sent < 5  # at once, not after the export
+    assert child.returncode == _cli.EXIT_INTERRUPTED, err
+    assert out == ""
+    rows = read_jsonl(path)  # every line parses
+    assert len(rows) % 100 == 0
+    assert 0 < len(rows) < _cli.DEMO_TASKS
+    resume = len(rows) // 100 + 1
+    assert err.splitlines()[-1] == (
+        f"itnio-async: interrupted: {len(rows)} records written; resume with --start-page {resume}"
+    )
+    result = run_module(
+        "--demo", "--demo-latency", "0", "export", "-o", str(path), "--start-page", str(resume)
+    )
+    same_day(today)
+    assert result.returncode == 0, result.stderr
+    assert read_jsonl(path) == demo_rows(today)
