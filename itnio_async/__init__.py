@@ -8,6 +8,8 @@ task in a window, each exactly once and in order::
             ...
 """
 
+import logging
+
 from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncVoiceClient
 from ._errors import (
     AuthenticationError,
@@ -33,6 +35,10 @@ from ._signing import compute_sign
 from ._stream import GroupCallPageStream, GroupCallStream, StreamProgress
 
 __version__ = "0.1.0.dev0"
+
+# A library only adds a NullHandler: where the logs go is the application's choice, and
+# without it Python's last-resort handler would print retry warnings on stderr.
+logging.getLogger("itnio_async").addHandler(logging.NullHandler())
 
 __all__ = [
     # the client and its settings

@@ -64,7 +64,12 @@ MIN_REMEMBERED = 10_000
 
 @attrs.define(slots=True)
 class StreamProgress:
-    """How far a stream has come. Read it from ``stream.progress`` or ``on_progress``."""
+    """How far a stream has come. Read it from ``stream.progress`` or ``on_progress``.
+
+    Updated each time the stream hands out a page; ``requests``, ``retries`` and
+    ``limiter_wait`` then include everything sent so far (use ``ClientHooks`` to see
+    each request as it happens).
+    """
 
     #: Pages handed out (re-read pages after a resync count again).
     pages_done: int = 0
@@ -86,7 +91,7 @@ class StreamProgress:
     next_page: int = 1
 
 
-#: Called with the stream's progress after every page it accepts.
+#: Called with the stream's progress after every page it hands out.
 ProgressCallback = Callable[[StreamProgress], None]
 
 
