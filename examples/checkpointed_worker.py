@@ -459,6 +459,7 @@ async def _run_until_signalled(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         return asyncio.run(_run_until_signalled(args))
     except (CheckpointError, ValueError, TypeError) as exc:

@@ -151,3 +151,22 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off() -> None:
         with pytest.raises(aiohttp.ClientPayloadError):
             await reply.read()
     assert made[0].is_closed
+
+
+async def test_filters_reach_the_vendor() -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(250, seed=25))
+    made: list[AsyncVoiceClient] = []
+    app = aiohttp_app.create_app(client_factory=factory_for(fake, made))
+    params = [*WINDOW.items(), ("status", "2"), ("status", "4"), ("app_id", "2")]
+    expected = [task_json(t) for t in fake.expected(START, END, statuses=[2, 4], app_id=2)]
+    name = str(expected[0]["task_name"])
+    async with TestClient(TestServer(app, host="127.0.0.1")) as http:
+        async with http.get("/tasks", params=params) as reply:
+            page = await reply.json()
+        async with http.get("/tasks/export", params=params) as reply:
+            export = [json.loads(line) for line in (await reply.text()).splitlines()]
+        async with http.get("/tasks", params={**WINDOW, "search": name.upper()}) as reply:
+            search = await reply.json()
+    assert page["records"] == expected
+    assert export == expected
+    assert search["records"] == [task_json(t) for t in fake.expected(START, END, search=name)]

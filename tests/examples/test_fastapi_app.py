@@ -170,3 +170,23 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off(
             await reply.aread()
     assert made[0].is_closed
     assert any("export failed (InvalidParameterError" in r.getMessage() for r in caplog.records)
+
+
+async def test_filters_reach_the_vendor(fake: FakeVendor) -> None:
+    def factory() -> AsyncVoiceClient:
+        return AsyncVoiceClient(
+            KEY, SECRET, base_url="https://fake.itnio.test", transport=fake.transport()
+        )
+
+    app = fastapi_app.create_app(client_factory=factory)
+    params = httpx.QueryParams([*WINDOW.items(), ("status", 2), ("status", 4), ("app_id", 2)])
+    expected = [task_json(t) for t in fake.expected(START, END, statuses=[2, 4], app_id=2)]
+    async with uvicorn_on_loopback(app) as url, httpx.AsyncClient(base_url=url) as http:
+        page = (await http.get("/tasks", params=params)).json()
+        export = await http.get("/tasks/export", params=params)
+        name = expected[0]["task_name"]
+        search = await http.get("/tasks", params={**WINDOW, "search": name.upper()})
+    assert page["records"] == expected
+    assert [json.loads(line) for line in export.text.splitlines()] == expected
+    found = [task_json(t) for t in fake.expected(START, END, search=name)]
+    assert search.json()["records"] == found
