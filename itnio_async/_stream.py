@@ -26,7 +26,7 @@ import logging
 import math
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
@@ -89,6 +89,10 @@ class StreamProgress:
     resyncs: int = 0
     #: The first page not yet yielded: pass it as ``start_page=`` to resume.
     next_page: int = 1
+    #: The window's end as queried (a future ``end`` frozen at the stream's start when
+    #: ``server_timezone`` is set; aware then), known from the first iteration on. A job
+    #: that resumes later should pass this as ``end`` so that its pages still line up.
+    window_end: datetime | None = None
 
 
 #: Called with the stream's progress after every page it hands out.
@@ -467,6 +471,9 @@ async def _stream_pages(
         now = client.server_now().replace(tzinfo=None) - timedelta(seconds=1)
         if query.end > now:
             query = query.with_end(max(now, query.start))
+        progress.window_end = query.end.replace(tzinfo=client.server_timezone)
+    else:
+        progress.window_end = query.end
     engine = _PageEngine(client, attrs.evolve(options, query=query), progress)
     try:
         first = await engine.start()

@@ -296,7 +296,12 @@ def test_the_window_end_is_frozen_at_the_stream_start_when_the_zone_is_known() -
         end = datetime.now(UTC) + timedelta(days=1)
         async with make_client(fake, server_timezone=UTC) as client:
             stream = client.iter_group_calls(datetime(2019, 1, 1, tzinfo=UTC), end, page_size=50)
+            assert stream.progress.window_end is None
             got = [r.job_id async for r in stream]
+            window_end = stream.progress.window_end
+            assert window_end is not None
+            assert window_end.tzinfo is UTC
+            assert window_end.strftime("%Y-%m-%d %H:%M:%S") == ends[0]
         return ends, started, got, new
 
     ends, started, got, new = virtual(main)
