@@ -1,9 +1,9 @@
 """An aiohttp app that shares one ``AsyncVoiceClient`` between all of its requests.
 
-Run it (``pip install "itnio-async[examples]"``)::
+Run it from the repository's root (``pip install "itnio-async[examples]"``)::
 
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
-    python examples/aiohttp_app.py --host 127.0.0.1 --port 8080
+    python -m examples.aiohttp_app --host 127.0.0.1 --port 8080
 
     curl 'http://127.0.0.1:8080/tasks?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59&size=20'
     curl -N 'http://127.0.0.1:8080/tasks/export?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59'
@@ -21,10 +21,10 @@ client of the process is made on the right loop and always closed. Every handler
 it from ``request.app[CLIENT]``. With several processes behind one account, set
 ``REDIS_URL`` so that they share the rate limit.
 
-Settings (environment): ``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required),
-``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT`` (requests per second for the account, default 10),
-``ITNIO_SERVER_TIMEZONE`` (e.g. ``Asia/Shanghai``), ``REDIS_URL`` and
-``ITNIO_LIMIT_PREFIX`` (share the limit through Redis): as in ``examples/fastapi_app.py``.
+Settings (environment, read by ``examples/settings.py``, which says what each means):
+``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required), ``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT``
+(requests per second for the account, default 10), ``ITNIO_SERVER_TIMEZONE`` (e.g.
+``Asia/Shanghai``), and ``REDIS_URL`` with ``ITNIO_LIMIT_PREFIX`` to share the limit.
 
 Errors: bad arguments are ``400``; a vendor or network fault that outlasted the client's
 retries is ``502`` (``504`` for a timeout). An export that fails after it started breaks
@@ -37,126 +37,25 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from datetime import datetime, tzinfo
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
-import attrs
 from aiohttp import web
 
-from itnio_async import (
-    AsyncVoiceClient,
-    GroupCallRecord,
-    ItnioError,
-    ItnioTimeoutError,
-    Page,
-    RateLimiter,
-)
+from examples.records import json_lines, page_json
+from examples.settings import ClientFactory, open_client
+from itnio_async import AsyncVoiceClient, ItnioError, ItnioTimeoutError
 
-__all__ = ["CLIENT", "ClientFactory", "Settings", "create_app", "main", "open_client"]
+__all__ = ["CLIENT", "create_app", "main"]
 
 logger = logging.getLogger(__name__)
-
-#: Makes the app's one client; entered at startup and exited at cleanup. An
-#: ``AsyncVoiceClient`` is itself such a context manager.
-ClientFactory = Callable[[], AbstractAsyncContextManager[AsyncVoiceClient]]
 
 #: Where the app keeps its one client.
 CLIENT: Final = web.AppKey("itnio_client", AsyncVoiceClient)
 
-#: The client's own default, used when ``ITNIO_RATE_LIMIT`` is not set.
-DEFAULT_RATE_LIMIT: Final = 10.0
-
-
-# -- settings and the one client ---------------------------------------------------------
-
-
-@attrs.frozen
-class Settings:
-    """What the environment says about the account, the limit and the vendor."""
-
-    api_key: str | None = None
-    api_secret: str | None = None
-    base_url: str | None = None
-    rate_limit: float = DEFAULT_RATE_LIMIT
-    server_timezone: tzinfo | None = None
-    redis_url: str | None = None
-    limit_prefix: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        zone = env.get("ITNIO_SERVER_TIMEZONE")
-        return cls(
-            api_key=env.get("ITNIO_API_KEY"),
-            api_secret=env.get("ITNIO_API_SECRET"),
-            base_url=env.get("ITNIO_BASE_URL"),
-            rate_limit=float(env.get("ITNIO_RATE_LIMIT") or DEFAULT_RATE_LIMIT),
-            server_timezone=ZoneInfo(zone) if zone else None,
-            redis_url=env.get("REDIS_URL") or None,
-            limit_prefix=env.get("ITNIO_LIMIT_PREFIX") or None,
-        )
-
-
-@contextlib.asynccontextmanager
-async def open_client(settings: Settings | None = None) -> AsyncIterator[AsyncVoiceClient]:
-    """The process's client, with the Redis limiter when ``REDIS_URL`` is set; closes both."""
-    settings = settings if settings is not None else Settings.from_env()
-    async with contextlib.AsyncExitStack() as stack:
-        limiter: RateLimiter | None = None
-        if settings.redis_url:
-            from itnio_async.redis import DEFAULT_PREFIX, RedisRateLimiter
-
-            if not settings.api_key:
-                raise ValueError("ITNIO_API_KEY is required: the shared limit is per account")
-            limiter = await stack.enter_async_context(
-                RedisRateLimiter(
-                    settings.redis_url,
-                    settings.api_key,
-                    settings.rate_limit,
-                    prefix=settings.limit_prefix or DEFAULT_PREFIX,
-                )
-            )
-        client = AsyncVoiceClient(
-            settings.api_key,
-            settings.api_secret,
-            base_url=settings.base_url,
-            rate_limit=settings.rate_limit,
-            limiter=limiter,
-            server_timezone=settings.server_timezone,
-        )
-        yield await stack.enter_async_context(client)
-
 
 # -- requests ----------------------------------------------------------------------------
-
-
-def record_json(record: GroupCallRecord) -> dict[str, Any]:
-    """A record as plain JSON values."""
-    return {
-        "job_id": record.job_id,
-        "task_name": record.task_name,
-        "status": int(record.status),
-        "status_name": record.status.name,
-        "rate": record.rate,
-        "num_cnt": record.num_cnt,
-        "call_num": record.call_num,
-        "success": record.success,
-        "fail": record.fail,
-        "created_time": record.created_time.isoformat(sep=" "),
-    }
-
-
-def page_json(page: Page[GroupCallRecord]) -> dict[str, Any]:
-    return {
-        "total": page.total,
-        "pages": page.pages,
-        "current": page.current,
-        "size": page.size,
-        "records": [record_json(record) for record in page.records],
-    }
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
@@ -251,9 +150,8 @@ async def export(request: web.Request) -> web.StreamResponse:
             response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await response.prepare(request)
             while page is not None:
-                lines = "".join(json.dumps(record_json(r)) + "\n" for r in page.records)
                 # Raises ConnectionResetError once the client has gone away.
-                await response.write(lines.encode())
+                await response.write(json_lines(page.records).encode())
                 page = await anext(stream, None)
             await response.write_eof()
             outcome = "complete"

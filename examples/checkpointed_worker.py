@@ -1,9 +1,9 @@
 """A long paging job in a worker process: it checkpoints each page and resumes after a kill.
 
-Run it (credentials from the environment)::
+Run it from the repository's root (credentials from the environment)::
 
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
-    python examples/checkpointed_worker.py \\
+    python -m examples.checkpointed_worker \\
         --start "2024-06-01 00:00:00" --end "2024-06-30 23:59:59" --out june.jsonl
 
 It writes every task of the window to ``june.jsonl`` (JSON Lines, newest first) and keeps
@@ -27,10 +27,11 @@ A window whose end lies in the future is frozen on the first run, at the vendor'
 (this needs ``ITNIO_SERVER_TIMEZONE``), and kept in the checkpoint: tasks created later
 cannot shift the pages under a job that spans several runs.
 
-Settings (environment): ``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required),
-``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT`` (requests per second, default 10),
-``ITNIO_SERVER_TIMEZONE`` (e.g. ``Asia/Shanghai``), and ``REDIS_URL`` (with
-``ITNIO_LIMIT_PREFIX``) to share the account's limit with the other processes using it.
+Settings (environment, read by ``examples/settings.py``, which says what each means):
+``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required), ``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT``
+(requests per second, default 10), ``ITNIO_SERVER_TIMEZONE`` (e.g. ``Asia/Shanghai``), and
+``REDIS_URL`` (with ``ITNIO_LIMIT_PREFIX``) to share the account's limit with the other
+processes using it.
 
 Exit status: 0 done; 1 a vendor or network fault outlasted the retries (run it again to
 resume); 2 bad arguments, or a checkpoint of another job; 128 + the signal when stopped by
@@ -48,32 +49,28 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timedelta, tzinfo
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final
-from zoneinfo import ZoneInfo
 
 import attrs
 
-from itnio_async import AsyncVoiceClient, GroupCallRecord, ItnioError, RateLimiter
+from examples.records import json_lines
+from examples.settings import open_client
+from itnio_async import AsyncVoiceClient, ItnioError
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Job",
-    "Settings",
     "Summary",
     "main",
-    "open_client",
-    "record_json",
     "run_job",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The client's own default, used when ``ITNIO_RATE_LIMIT`` is not set.
-DEFAULT_RATE_LIMIT: Final = 10.0
 #: The checkpoint's format; a checkpoint of another format is refused.
 CHECKPOINT_VERSION: Final = 1
 
@@ -224,22 +221,6 @@ class _Output:
         self._file.close()
 
 
-def record_json(record: GroupCallRecord) -> dict[str, Any]:
-    """A record as plain JSON values."""
-    return {
-        "job_id": record.job_id,
-        "task_name": record.task_name,
-        "status": int(record.status),
-        "status_name": record.status.name,
-        "rate": record.rate,
-        "num_cnt": record.num_cnt,
-        "call_num": record.call_num,
-        "success": record.success,
-        "fail": record.fail,
-        "created_time": record.created_time.isoformat(sep=" "),
-    }
-
-
 def _frozen_end(client: AsyncVoiceClient, start: datetime, end: datetime) -> datetime:
     """``end``, or the vendor's last whole second when that is earlier (with a known zone)."""
     if client.server_timezone is None:
@@ -319,7 +300,7 @@ async def run_job(
         async with contextlib.aclosing(stream):
             async for page in stream:
                 fresh = [r for r in page.records if r.job_id not in already_written]
-                data = "".join(json.dumps(record_json(r)) + "\n" for r in fresh).encode()
+                data = json_lines(fresh).encode()
                 # First the records, on disk...
                 await asyncio.to_thread(output.append, data)
                 # ...then the checkpoint that counts them.
@@ -340,62 +321,6 @@ async def run_job(
 
 
 # -- the process -------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Settings:
-    """What the environment says about the account, the limit and the vendor."""
-
-    api_key: str | None = None
-    api_secret: str | None = None
-    base_url: str | None = None
-    rate_limit: float = DEFAULT_RATE_LIMIT
-    server_timezone: tzinfo | None = None
-    redis_url: str | None = None
-    limit_prefix: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        zone = env.get("ITNIO_SERVER_TIMEZONE")
-        return cls(
-            api_key=env.get("ITNIO_API_KEY"),
-            api_secret=env.get("ITNIO_API_SECRET"),
-            base_url=env.get("ITNIO_BASE_URL"),
-            rate_limit=float(env.get("ITNIO_RATE_LIMIT") or DEFAULT_RATE_LIMIT),
-            server_timezone=ZoneInfo(zone) if zone else None,
-            redis_url=env.get("REDIS_URL") or None,
-            limit_prefix=env.get("ITNIO_LIMIT_PREFIX") or None,
-        )
-
-
-@contextlib.asynccontextmanager
-async def open_client(settings: Settings | None = None) -> AsyncIterator[AsyncVoiceClient]:
-    """The process's client, with the Redis limiter when ``REDIS_URL`` is set; closes both."""
-    settings = settings if settings is not None else Settings.from_env()
-    async with contextlib.AsyncExitStack() as stack:
-        limiter: RateLimiter | None = None
-        if settings.redis_url:
-            from itnio_async.redis import DEFAULT_PREFIX, RedisRateLimiter
-
-            if not settings.api_key:
-                raise ValueError("ITNIO_API_KEY is required: the shared limit is per account")
-            limiter = await stack.enter_async_context(
-                RedisRateLimiter(
-                    settings.redis_url,
-                    settings.api_key,
-                    settings.rate_limit,
-                    prefix=settings.limit_prefix or DEFAULT_PREFIX,
-                )
-            )
-        client = AsyncVoiceClient(
-            settings.api_key,
-            settings.api_secret,
-            base_url=settings.base_url,
-            rate_limit=settings.rate_limit,
-            limiter=limiter,
-            server_timezone=settings.server_timezone,
-        )
-        yield await stack.enter_async_context(client)
 
 
 def build_parser() -> argparse.ArgumentParser:

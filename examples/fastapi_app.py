@@ -1,6 +1,6 @@
 """A FastAPI app that shares one ``AsyncVoiceClient`` between all of its requests.
 
-Run it (``pip install "itnio-async[examples]"``)::
+Run it from the repository's root (``pip install "itnio-async[examples]"``)::
 
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     uvicorn examples.fastapi_app:app --host 127.0.0.1 --port 8000
@@ -23,23 +23,11 @@ request would open a pool per request and give each request a rate limit of its 
 Run several worker processes (``uvicorn --workers 4``) and each has its own client:
 set ``REDIS_URL`` so that they share one rate limit instead of each taking the whole of it.
 
-Settings (environment):
-
-``ITNIO_API_KEY``, ``ITNIO_API_SECRET``
-    the account (required).
-``ITNIO_BASE_URL``
-    the vendor (default ``https://api.itniotech.com``).
-``ITNIO_RATE_LIMIT``
-    requests per second for the account (default 10): for this process alone, or for all
-    processes together with ``REDIS_URL``.
-``ITNIO_SERVER_TIMEZONE``
-    the vendor's zone, e.g. ``Asia/Shanghai`` (optional; then ``start``/``end`` may carry an
-    offset and exports freeze a future ``end``).
-``REDIS_URL``
-    share the rate limit through this Redis (``pip install "itnio-async[redis]"``).
-``ITNIO_LIMIT_PREFIX``
-    the Redis keys' prefix (default ``itnio:limit``), to keep apart, say, staging and
-    production sharing one Redis.
+Settings (environment, read by ``examples/settings.py``, which says what each means):
+``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required), ``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT``
+(requests per second for the account, default 10), ``ITNIO_SERVER_TIMEZONE`` (then
+``start``/``end`` may carry an offset and exports freeze a future ``end``), and
+``REDIS_URL`` with ``ITNIO_LIMIT_PREFIX`` to share the limit through Redis.
 
 Errors: bad arguments are ``422``; a vendor or network fault that outlasted the client's
 retries is ``502`` (``504`` for a timeout) with the error's type and message. An export
@@ -50,19 +38,16 @@ connection off, so a consumer never mistakes a truncated export for a whole one.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from datetime import datetime, tzinfo
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any, Final
-from zoneinfo import ZoneInfo
 
-import attrs
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from examples.records import json_lines, page_json
+from examples.settings import ClientFactory, open_client
 from itnio_async import (
     AsyncVoiceClient,
     GroupCallPageStream,
@@ -70,111 +55,17 @@ from itnio_async import (
     ItnioError,
     ItnioTimeoutError,
     Page,
-    RateLimiter,
 )
 
-__all__ = ["ClientFactory", "Settings", "app", "create_app", "open_client", "record_json"]
+__all__ = ["app", "create_app"]
 
 logger = logging.getLogger(__name__)
 
-#: Makes the app's one client; entered at startup and exited at shutdown. An
-#: ``AsyncVoiceClient`` is itself such a context manager, so a test can pass
-#: ``lambda: AsyncVoiceClient(key, secret, transport=fake.transport())``.
-ClientFactory = Callable[[], AbstractAsyncContextManager[AsyncVoiceClient]]
-
-#: The client's own default, used when ``ITNIO_RATE_LIMIT`` is not set.
-DEFAULT_RATE_LIMIT: Final = 10.0
 #: What the export sends: one JSON object per line.
 JSON_LINES: Final = "application/x-ndjson"
 
 
-# -- settings and the one client ---------------------------------------------------------
-
-
-@attrs.frozen
-class Settings:
-    """What the environment says about the account, the limit and the vendor."""
-
-    api_key: str | None = None
-    api_secret: str | None = None
-    base_url: str | None = None
-    rate_limit: float = DEFAULT_RATE_LIMIT
-    server_timezone: tzinfo | None = None
-    redis_url: str | None = None
-    limit_prefix: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        zone = env.get("ITNIO_SERVER_TIMEZONE")
-        return cls(
-            api_key=env.get("ITNIO_API_KEY"),
-            api_secret=env.get("ITNIO_API_SECRET"),
-            base_url=env.get("ITNIO_BASE_URL"),
-            rate_limit=float(env.get("ITNIO_RATE_LIMIT") or DEFAULT_RATE_LIMIT),
-            server_timezone=ZoneInfo(zone) if zone else None,
-            redis_url=env.get("REDIS_URL") or None,
-            limit_prefix=env.get("ITNIO_LIMIT_PREFIX") or None,
-        )
-
-
-@contextlib.asynccontextmanager
-async def open_client(settings: Settings | None = None) -> AsyncIterator[AsyncVoiceClient]:
-    """The process's client, with the Redis limiter when ``REDIS_URL`` is set; closes both."""
-    settings = settings if settings is not None else Settings.from_env()
-    async with contextlib.AsyncExitStack() as stack:
-        limiter: RateLimiter | None = None
-        if settings.redis_url:
-            # Imported here: only apps that share the limit need the redis package.
-            from itnio_async.redis import DEFAULT_PREFIX, RedisRateLimiter
-
-            if not settings.api_key:
-                raise ValueError("ITNIO_API_KEY is required: the shared limit is per account")
-            limiter = await stack.enter_async_context(
-                RedisRateLimiter(
-                    settings.redis_url,
-                    settings.api_key,
-                    settings.rate_limit,
-                    prefix=settings.limit_prefix or DEFAULT_PREFIX,
-                )
-            )
-        client = AsyncVoiceClient(
-            settings.api_key,
-            settings.api_secret,
-            base_url=settings.base_url,
-            rate_limit=settings.rate_limit,
-            limiter=limiter,
-            server_timezone=settings.server_timezone,
-        )
-        yield await stack.enter_async_context(client)
-
-
 # -- the app -----------------------------------------------------------------------------
-
-
-def record_json(record: GroupCallRecord) -> dict[str, Any]:
-    """A record as plain JSON values."""
-    return {
-        "job_id": record.job_id,
-        "task_name": record.task_name,
-        "status": int(record.status),
-        "status_name": record.status.name,
-        "rate": record.rate,
-        "num_cnt": record.num_cnt,
-        "call_num": record.call_num,
-        "success": record.success,
-        "fail": record.fail,
-        "created_time": record.created_time.isoformat(sep=" "),
-    }
-
-
-def page_json(page: Page[GroupCallRecord]) -> dict[str, Any]:
-    return {
-        "total": page.total,
-        "pages": page.pages,
-        "current": page.current,
-        "size": page.size,
-        "records": [record_json(record) for record in page.records],
-    }
 
 
 def get_client(request: Request) -> AsyncVoiceClient:
@@ -202,7 +93,7 @@ async def _export_lines(
         try:
             page = first
             while page is not None:
-                yield "".join(json.dumps(record_json(r)) + "\n" for r in page.records)
+                yield json_lines(page.records)
                 page = await anext(stream, None)
             outcome = "complete"
         except Exception as exc:

@@ -1,16 +1,17 @@
 """One big export split across worker processes with arq, all under one shared rate limit.
 
-Run it (``pip install "itnio-async[examples]"``; a Redis that every process can reach)::
+Run it from the repository's root (``pip install "itnio-async[examples]"``; a Redis that
+every process can reach)::
 
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     export REDIS_URL=redis://127.0.0.1:6379/0 ITNIO_RATE_LIMIT=20
 
     # Workers: as many as you like, on any machines that reach the Redis.
-    python examples/sharded_job.py worker          # or: arq examples.sharded_job.WorkerSettings
+    python -m examples.sharded_job worker          # or: arq examples.sharded_job.WorkerSettings
 
     # The job: split the window into slices of about equal task counts, enqueue one
     # arq job per slice, wait for them, and check each slice's count.
-    python examples/sharded_job.py plan --start "2024-01-01 00:00:00" \\
+    python -m examples.sharded_job plan --start "2024-01-01 00:00:00" \\
         --end "2024-06-30 23:59:59" --shards 8 --out-dir exports/
 
 How the work is split: ``plan_shards`` cuts the window into whole-second time slices that do
@@ -30,13 +31,14 @@ Job ids are ``<name>:<index>`` (``--name``, by default made from the window and 
 count): planning the same job again while arq keeps its results (an hour) waits for the
 jobs already there instead of running them twice.
 
-Settings (environment): ``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required),
-``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT`` (requests per second for the account, all
-processes together; default 10), ``ITNIO_SERVER_TIMEZONE``, ``REDIS_URL`` (required: the
-queue and the shared limit), ``ITNIO_LIMIT_PREFIX`` (the limiter's Redis keys),
-``ITNIO_QUEUE`` (the arq queue, default ``itnio:exports``) and ``ITNIO_WORKER_JOBS``
-(slices one worker streams at once, default 4). Writing to a local ``--out-dir`` suits
-workers on one machine; across machines, use a shared volume or upload each slice instead.
+Settings (environment): those of ``examples/settings.py``, which says what each means:
+``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required), ``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT``
+(requests per second for the account, all processes together; default 10),
+``ITNIO_SERVER_TIMEZONE``, ``REDIS_URL`` (required here: the queue and the shared limit) and
+``ITNIO_LIMIT_PREFIX`` (the limiter's Redis keys); and this job's own, ``ITNIO_QUEUE`` (the
+arq queue, default ``itnio:exports``) and ``ITNIO_WORKER_JOBS`` (slices one worker streams
+at once, default 4). Writing to a local ``--out-dir`` suits workers on one machine; across
+machines, use a shared volume or upload each slice instead.
 """
 
 from __future__ import annotations
@@ -48,11 +50,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, tzinfo
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, ClassVar, Final
-from zoneinfo import ZoneInfo
+from typing import IO, Any, ClassVar, Final, Self
 
 import attrs
 from arq import create_pool
@@ -60,107 +61,48 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job
 from arq.worker import Worker
 
-from itnio_async import AsyncVoiceClient, GroupCallRecord, RateLimiter, Shard, plan_shards
+from examples.records import json_lines
+from examples.settings import Settings, open_client
+from itnio_async import AsyncVoiceClient, GroupCallRecord, Shard, plan_shards
 
 __all__ = [
+    "JobSettings",
     "ShardResult",
-    "Settings",
     "WorkerSettings",
     "collect",
     "enqueue_shards",
     "export_shard",
     "main",
-    "open_client",
     "worker_options",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The client's own default, used when ``ITNIO_RATE_LIMIT`` is not set.
-DEFAULT_RATE_LIMIT: Final = 10.0
 DEFAULT_QUEUE: Final = "itnio:exports"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+#: Slices one worker process streams at once, when ``ITNIO_WORKER_JOBS`` is not set.
+DEFAULT_WORKER_JOBS: Final = 4
 #: Records written to a slice's file at a time.
 WRITE_BATCH: Final = 500
 
 
-# -- settings and the one client per process ---------------------------------------------
+# -- settings: the client's, and the queue's ----------------------------------------------
 
 
 @attrs.frozen
-class Settings:
-    """What the environment says about the account, the limit, the vendor and the queue."""
+class JobSettings(Settings):
+    """The client's settings (``examples/settings.py``), and the queue's."""
 
-    api_key: str | None = None
-    api_secret: str | None = None
-    base_url: str | None = None
-    rate_limit: float = DEFAULT_RATE_LIMIT
-    server_timezone: tzinfo | None = None
-    redis_url: str | None = None
-    limit_prefix: str | None = None
     queue: str = DEFAULT_QUEUE
-    worker_jobs: int = 4
+    worker_jobs: int = DEFAULT_WORKER_JOBS
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        zone = env.get("ITNIO_SERVER_TIMEZONE")
-        return cls(
-            api_key=env.get("ITNIO_API_KEY"),
-            api_secret=env.get("ITNIO_API_SECRET"),
-            base_url=env.get("ITNIO_BASE_URL"),
-            rate_limit=float(env.get("ITNIO_RATE_LIMIT") or DEFAULT_RATE_LIMIT),
-            server_timezone=ZoneInfo(zone) if zone else None,
-            redis_url=env.get("REDIS_URL") or None,
-            limit_prefix=env.get("ITNIO_LIMIT_PREFIX") or None,
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        return attrs.evolve(
+            super().from_env(env),
             queue=env.get("ITNIO_QUEUE") or DEFAULT_QUEUE,
-            worker_jobs=int(env.get("ITNIO_WORKER_JOBS") or 4),
+            worker_jobs=int(env.get("ITNIO_WORKER_JOBS") or DEFAULT_WORKER_JOBS),
         )
-
-
-@contextlib.asynccontextmanager
-async def open_client(settings: Settings | None = None) -> AsyncIterator[AsyncVoiceClient]:
-    """The process's client, with the Redis limiter when ``REDIS_URL`` is set; closes both."""
-    settings = settings if settings is not None else Settings.from_env()
-    async with contextlib.AsyncExitStack() as stack:
-        limiter: RateLimiter | None = None
-        if settings.redis_url:
-            from itnio_async.redis import DEFAULT_PREFIX, RedisRateLimiter
-
-            if not settings.api_key:
-                raise ValueError("ITNIO_API_KEY is required: the shared limit is per account")
-            limiter = await stack.enter_async_context(
-                RedisRateLimiter(
-                    settings.redis_url,
-                    settings.api_key,
-                    settings.rate_limit,
-                    prefix=settings.limit_prefix or DEFAULT_PREFIX,
-                )
-            )
-        client = AsyncVoiceClient(
-            settings.api_key,
-            settings.api_secret,
-            base_url=settings.base_url,
-            rate_limit=settings.rate_limit,
-            limiter=limiter,
-            server_timezone=settings.server_timezone,
-        )
-        yield await stack.enter_async_context(client)
-
-
-def record_json(record: GroupCallRecord) -> dict[str, Any]:
-    """A record as plain JSON values."""
-    return {
-        "job_id": record.job_id,
-        "task_name": record.task_name,
-        "status": int(record.status),
-        "status_name": record.status.name,
-        "rate": record.rate,
-        "num_cnt": record.num_cnt,
-        "call_num": record.call_num,
-        "success": record.success,
-        "fail": record.fail,
-        "created_time": record.created_time.isoformat(sep=" "),
-    }
 
 
 # -- the worker side ---------------------------------------------------------------------
@@ -209,15 +151,15 @@ async def export_shard(
         stream = client.iter_group_calls(
             datetime.fromisoformat(start), datetime.fromisoformat(end), statuses=statuses
         )
-        lines: list[str] = []
+        batch: list[GroupCallRecord] = []
         async with contextlib.aclosing(stream):
             async for record in stream:
-                lines.append(json.dumps(record_json(record)) + "\n")
+                batch.append(record)
                 count += 1
-                if len(lines) >= WRITE_BATCH:
-                    await asyncio.to_thread(output.write, "".join(lines).encode())
-                    lines.clear()
-        await asyncio.to_thread(output.write, "".join(lines).encode())
+                if len(batch) >= WRITE_BATCH:
+                    await asyncio.to_thread(output.write, json_lines(batch).encode())
+                    batch.clear()
+        await asyncio.to_thread(output.write, json_lines(batch).encode())
         await asyncio.to_thread(output.commit)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(output.discard))
@@ -240,7 +182,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await stack.aclose()
 
 
-def worker_options(settings: Settings) -> dict[str, Any]:
+def worker_options(settings: JobSettings) -> dict[str, Any]:
     """The arq ``Worker`` arguments for these settings."""
     return {
         "functions": [export_shard],
@@ -257,7 +199,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 class WorkerSettings:
     """For the arq command line: ``arq examples.sharded_job.WorkerSettings``."""
 
-    _options: ClassVar[dict[str, Any]] = worker_options(Settings.from_env())
+    _options: ClassVar[dict[str, Any]] = worker_options(JobSettings.from_env())
     functions = _options["functions"]
     on_startup = _options["on_startup"]
     on_shutdown = _options["on_shutdown"]
@@ -336,7 +278,7 @@ async def collect(jobs: Sequence[tuple[Shard, Job]]) -> list[ShardResult]:
 
 
 async def _plan(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = JobSettings.from_env()
     if not settings.redis_url:
         raise ValueError("REDIS_URL is required: the queue and the shared limit live there")
     pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
@@ -380,7 +322,7 @@ async def _plan(args: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace) -> int:
-    worker = Worker(**worker_options(Settings.from_env()), burst=args.burst)
+    worker = Worker(**worker_options(JobSettings.from_env()), burst=args.burst)
     try:
         await worker.async_run()
     except asyncio.CancelledError:

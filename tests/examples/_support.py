@@ -1,4 +1,4 @@
-"""Helpers for the examples' tests: a real uvicorn on loopback, and log checks."""
+"""Helpers for the examples' tests: clients of the fake, a real uvicorn on loopback, log checks."""
 
 from __future__ import annotations
 
@@ -7,16 +7,24 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
 import uvicorn
 
-from itnio_async import GroupCallStatus
-from itnio_async.testing import FakeTask
+import examples
+from itnio_async import AsyncVoiceClient, GroupCallStatus
+from itnio_async.testing import FakeTask, FakeVendor
 
 #: Seconds to wait for a server to start or stop, or for a condition to come true.
 TIMEOUT: Final = 15.0
+
+#: Where the ``examples`` package lives: the directory to run ``python -m examples.…`` in.
+EXAMPLES_ROOT: Final = Path(examples.__file__).resolve().parent.parent
+
+#: The base URL of a client that reaches the fake in-process, through its transport.
+FAKE_BASE_URL: Final = "https://fake.itnio.test"
 
 #: What asyncio logs when a task or a future is left behind.
 LEAK_MARKERS: Final = (
@@ -27,6 +35,36 @@ LEAK_MARKERS: Final = (
     "Exception in ASGI application",
     "Error handling request",
 )
+
+
+def fake_client(fake: FakeVendor, **options: Any) -> AsyncVoiceClient:
+    """A client of ``fake``'s account that reaches it in-process.
+
+    ``options``: more arguments of the client, or others than the fake's own key and secret
+    (``api_secret="wrong"``).
+    """
+    arguments: dict[str, Any] = {
+        "api_key": fake.api_key,
+        "api_secret": fake.api_secret,
+        "base_url": FAKE_BASE_URL,
+        "transport": fake.transport(),
+    }
+    return AsyncVoiceClient(**(arguments | options))
+
+
+def client_factory(
+    fake: FakeVendor, made: list[AsyncVoiceClient] | None = None, **options: Any
+) -> Callable[[], AsyncVoiceClient]:
+    """An app's client factory of ``fake_client(fake, **options)``; each client made is
+    appended to ``made``, so that a test can check it was closed."""
+
+    def factory() -> AsyncVoiceClient:
+        client = fake_client(fake, **options)
+        if made is not None:
+            made.append(client)
+        return client
+
+    return factory
 
 
 class _Server(uvicorn.Server):
@@ -105,7 +143,7 @@ def assert_no_leaks(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def task_json(task: FakeTask) -> dict[str, Any]:
-    """What the examples write for a task of the fake (their ``record_json`` of it)."""
+    """What the examples write for a task of the fake (``examples.records.record_json`` of it)."""
     return {
         "job_id": task.job_id,
         "task_name": task.task_name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
@@ -16,7 +15,7 @@ from examples import aiohttp_app
 from itnio_async import AsyncVoiceClient, RetryPolicy
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
-from ._support import assert_no_leaks, eventually, task_json
+from ._support import assert_no_leaks, client_factory, eventually, task_json
 
 START = datetime(2024, 1, 1)
 END = datetime(2024, 7, 1)
@@ -30,32 +29,13 @@ def _logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=aiohttp_app.logger.name)
 
 
-def factory_for(
-    fake: FakeVendor, made: list[AsyncVoiceClient], **kwargs: object
-) -> Callable[[], AsyncVoiceClient]:
-    """A client factory on the in-process fake that remembers the client it made."""
-
-    def factory() -> AsyncVoiceClient:
-        client = AsyncVoiceClient(
-            KEY,
-            SECRET,
-            base_url="https://fake.itnio.test",
-            transport=fake.transport(),
-            **kwargs,  # type: ignore[arg-type]
-        )
-        made.append(client)
-        return client
-
-    return factory
-
-
 async def test_one_shared_client_serves_100_concurrent_requests_within_the_rate_limit(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(250, seed=21))
     expected = [task_json(task) for task in fake.expected(START, END)]
     made: list[AsyncVoiceClient] = []
-    app = aiohttp_app.create_app(client_factory=factory_for(fake, made, rate_limit=RATE))
+    app = aiohttp_app.create_app(client_factory=client_factory(fake, made, rate_limit=RATE))
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         pages = [1 + n % 25 for n in range(100)]
 
@@ -87,7 +67,7 @@ async def test_a_client_that_disconnects_stops_the_export_and_its_requests(
 ) -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(5_000, seed=22), latency=0.02)
     made: list[AsyncVoiceClient] = []
-    app = aiohttp_app.create_app(client_factory=factory_for(fake, made, rate_limit=20))
+    app = aiohttp_app.create_app(client_factory=client_factory(fake, made, rate_limit=20))
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         reply = await http.get("/tasks/export", params=WINDOW)
         first = json.loads(await reply.content.readline())
@@ -112,8 +92,8 @@ async def test_bad_arguments_are_400_and_vendor_faults_502(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake = FakeVendor(KEY, "another secret", dataset=Dataset.generate(50, seed=23))
-    made: list[AsyncVoiceClient] = []
-    app = aiohttp_app.create_app(client_factory=factory_for(fake, made))
+    # A client with another secret than the fake's: the vendor refuses it.
+    app = aiohttp_app.create_app(client_factory=client_factory(fake, api_secret=SECRET))
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         backwards = {"start": END.isoformat(), "end": START.isoformat()}
         for path, params in [
@@ -143,7 +123,7 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off() -> None:
         faults=FaultPlan(by_page={2: Fault.code(-22)}),  # not retried
     )
     made: list[AsyncVoiceClient] = []
-    factory = factory_for(fake, made, retry=RetryPolicy(max_retries=0))
+    factory = client_factory(fake, made, retry=RetryPolicy(max_retries=0))
     app = aiohttp_app.create_app(client_factory=factory)
     server = TestServer(app, host="127.0.0.1")
     async with TestClient(server) as http, http.get("/tasks/export", params=WINDOW) as reply:
@@ -155,8 +135,7 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off() -> None:
 
 async def test_filters_reach_the_vendor() -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(250, seed=25))
-    made: list[AsyncVoiceClient] = []
-    app = aiohttp_app.create_app(client_factory=factory_for(fake, made))
+    app = aiohttp_app.create_app(client_factory=client_factory(fake))
     params = [*WINDOW.items(), ("status", "2"), ("status", "4"), ("app_id", "2")]
     expected = [task_json(t) for t in fake.expected(START, END, statuses=[2, 4], app_id=2)]
     name = str(expected[0]["task_name"])

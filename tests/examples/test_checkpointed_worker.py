@@ -19,23 +19,15 @@ from examples import checkpointed_worker as worker
 from itnio_async import AsyncVoiceClient, InvalidParameterError
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan, serve
 
-from ._support import TIMEOUT, task_json
+from ._support import EXAMPLES_ROOT, TIMEOUT, fake_client, task_json
 
 START = datetime(2024, 1, 1)
 END = datetime(2024, 7, 1)
 KEY, SECRET = "worker-key", "worker-secret"
-SCRIPT = Path(worker.__file__)
 
 
-def client_for(fake: FakeVendor, **kwargs: object) -> AsyncVoiceClient:
-    return AsyncVoiceClient(
-        KEY,
-        SECRET,
-        base_url="https://fake.itnio.test",
-        transport=fake.transport(),
-        rate_limit=None,
-        **kwargs,  # type: ignore[arg-type]
-    )
+def client_for(fake: FakeVendor, **options: object) -> AsyncVoiceClient:
+    return fake_client(fake, rate_limit=None, **options)
 
 
 def read_output(path: Path) -> list[dict[str, Any]]:
@@ -68,8 +60,7 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
     out = tmp_path / "tasks.jsonl"
     checkpoint = tmp_path / "tasks.jsonl.checkpoint"
     argv = [
-        sys.executable,
-        str(SCRIPT),
+        sys.executable, "-m", worker.__name__,
         "--start", START.isoformat(sep=" "),
         "--end", END.isoformat(sep=" "),
         "--out", str(out),
@@ -88,7 +79,12 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
         # 60 pages: stopped by SIGTERM after 10, killed outright after 30, then let finish.
         for stop_after, how in [(10, signal.SIGTERM), (30, signal.SIGKILL)]:
             process = subprocess.Popen(
-                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                argv,
+                cwd=EXAMPLES_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
 
             def past(page: int = stop_after) -> bool:
@@ -105,7 +101,13 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
             assert process.returncode == (128 + how if how == signal.SIGTERM else -how)
             assert next_page(checkpoint) < 61  # not finished
         finished = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=TIMEOUT * 2, check=False
+            argv,
+            cwd=EXAMPLES_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT * 2,
+            check=False,
         )
     assert finished.returncode == 0, finished.stderr
     summary = json.loads(finished.stdout)

@@ -14,7 +14,13 @@ from examples import fastapi_app
 from itnio_async import AsyncVoiceClient, RetryPolicy
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan, aserve
 
-from ._support import assert_no_leaks, eventually, task_json, uvicorn_on_loopback
+from ._support import (
+    assert_no_leaks,
+    client_factory,
+    eventually,
+    task_json,
+    uvicorn_on_loopback,
+)
 
 START = datetime(2024, 1, 1)
 END = datetime(2024, 7, 1)
@@ -76,20 +82,7 @@ async def test_a_client_that_disconnects_stops_the_export_and_its_requests(
 ) -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(5_000, seed=12), latency=0.02)
     made: list[AsyncVoiceClient] = []
-
-    def factory() -> AsyncVoiceClient:
-        made.append(
-            AsyncVoiceClient(
-                KEY,
-                SECRET,
-                base_url="https://fake.itnio.test",
-                transport=fake.transport(),
-                rate_limit=20,
-            )
-        )
-        return made[0]
-
-    app = fastapi_app.create_app(client_factory=factory)
+    app = fastapi_app.create_app(client_factory=client_factory(fake, made, rate_limit=20))
     async with uvicorn_on_loopback(app) as url, httpx.AsyncClient(base_url=url) as http:
         async with http.stream("GET", "/tasks/export", params=WINDOW) as reply:
             assert reply.status_code == 200
@@ -116,12 +109,7 @@ async def test_a_client_that_disconnects_stops_the_export_and_its_requests(
 async def test_bad_arguments_are_422_and_vendor_faults_502(
     fake: FakeVendor, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def wrong_secret() -> AsyncVoiceClient:
-        return AsyncVoiceClient(
-            KEY, "wrong", base_url="https://fake.itnio.test", transport=fake.transport()
-        )
-
-    app = fastapi_app.create_app(client_factory=wrong_secret)
+    app = fastapi_app.create_app(client_factory=client_factory(fake, api_secret="wrong"))
     async with uvicorn_on_loopback(app) as url, httpx.AsyncClient(base_url=url) as http:
         backwards = {"start": END.isoformat(), "end": START.isoformat()}
         assert (await http.get("/tasks", params=backwards)).status_code == 422
@@ -146,19 +134,7 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off(
         faults=FaultPlan(by_page={2: Fault.code(-22)}),  # not retried
     )
     made: list[AsyncVoiceClient] = []
-
-    def factory() -> AsyncVoiceClient:
-        made.append(
-            AsyncVoiceClient(
-                KEY,
-                SECRET,
-                base_url="https://fake.itnio.test",
-                transport=fake.transport(),
-                retry=RetryPolicy(max_retries=0),
-            )
-        )
-        return made[0]
-
+    factory = client_factory(fake, made, retry=RetryPolicy(max_retries=0))
     app = fastapi_app.create_app(client_factory=factory)
     async with (
         uvicorn_on_loopback(app) as url,
@@ -173,12 +149,7 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off(
 
 
 async def test_filters_reach_the_vendor(fake: FakeVendor) -> None:
-    def factory() -> AsyncVoiceClient:
-        return AsyncVoiceClient(
-            KEY, SECRET, base_url="https://fake.itnio.test", transport=fake.transport()
-        )
-
-    app = fastapi_app.create_app(client_factory=factory)
+    app = fastapi_app.create_app(client_factory=client_factory(fake))
     params = httpx.QueryParams([*WINDOW.items(), ("status", 2), ("status", 4), ("app_id", 2)])
     expected = [task_json(t) for t in fake.expected(START, END, statuses=[2, 4], app_id=2)]
     async with uvicorn_on_loopback(app) as url, httpx.AsyncClient(base_url=url) as http:

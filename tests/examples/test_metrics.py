@@ -15,6 +15,8 @@ from examples import metrics
 from itnio_async import AsyncVoiceClient, ClientHooks, RetryPolicy
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
+from ._support import fake_client
+
 START = datetime(2024, 1, 1)
 END = datetime(2024, 7, 1)
 PATH = "/voice/group/call/query"
@@ -33,15 +35,7 @@ def faulty_vendor() -> FakeVendor:
 
 
 def client_for(fake: FakeVendor, hooks: ClientHooks) -> AsyncVoiceClient:
-    return AsyncVoiceClient(
-        KEY,
-        SECRET,
-        base_url="https://fake.itnio.test",
-        transport=fake.transport(),
-        rate_limit=None,
-        retry=RetryPolicy(initial_backoff=0.01),
-        hooks=hooks,
-    )
+    return fake_client(fake, rate_limit=None, retry=RetryPolicy(initial_backoff=0.01), hooks=hooks)
 
 
 #: What the client meets: page 1 refused once for the clock (-16), page 2 once (-18),

@@ -1,27 +1,24 @@
-"""Every example reads the same environment the same way, and shares the limit through Redis."""
+"""``examples/settings.py``: what every example reads from the environment, and its client."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from types import ModuleType
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from examples import aiohttp_app, checkpointed_worker, fastapi_app, sharded_job
+from examples.settings import Settings, open_client
 from itnio_async import LocalRateLimiter
 from itnio_async.redis import RedisRateLimiter
 from itnio_async.testing import Dataset, FakeVendor, aserve
 
-EXAMPLES = [fastapi_app, aiohttp_app, checkpointed_worker, sharded_job]
 KEY, SECRET = "settings-key", "settings-secret"
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda module: module.__name__)
-def test_settings_come_from_the_environment(example: ModuleType) -> None:
-    default = example.Settings.from_env({})
+def test_settings_come_from_the_environment() -> None:
+    default = Settings.from_env({})
     assert (default.rate_limit, default.redis_url, default.server_timezone) == (10.0, None, None)
-    settings = example.Settings.from_env(
+    settings = Settings.from_env(
         {
             "ITNIO_API_KEY": KEY,
             "ITNIO_API_SECRET": SECRET,
@@ -39,25 +36,23 @@ def test_settings_come_from_the_environment(example: ModuleType) -> None:
     assert (settings.redis_url, settings.limit_prefix) == ("redis://127.0.0.1:6379/0", "staging")
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda module: module.__name__)
-async def test_without_redis_the_client_has_its_own_limit(example: ModuleType) -> None:
-    settings = example.Settings(KEY, SECRET, "http://127.0.0.1:9", rate_limit=7.0)
-    async with example.open_client(settings) as client:
+async def test_without_redis_the_client_has_its_own_limit() -> None:
+    settings = Settings(KEY, SECRET, "http://127.0.0.1:9", rate_limit=7.0)
+    async with open_client(settings) as client:
         assert isinstance(client.limiter, LocalRateLimiter)
         assert client.limiter.rate == 7.0
     assert client.is_closed
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda module: module.__name__)
 async def test_with_redis_the_client_shares_the_limit_and_closes_it(
-    example: ModuleType, redis_url: str, redis_name: str
+    redis_url: str, redis_name: str
 ) -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(30, seed=61))
     async with aserve(fake) as url:
-        settings = example.Settings(
+        settings = Settings(
             KEY, SECRET, url, rate_limit=40.0, redis_url=redis_url, limit_prefix=redis_name
         )
-        async with example.open_client(settings) as client:
+        async with open_client(settings) as client:
             limiter = client.limiter
             assert isinstance(limiter, RedisRateLimiter)
             assert limiter.rate == 40.0
@@ -67,9 +62,8 @@ async def test_with_redis_the_client_shares_the_limit_and_closes_it(
         assert client.is_closed
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda module: module.__name__)
-async def test_a_shared_limit_needs_the_api_key(example: ModuleType) -> None:
-    settings = example.Settings(None, SECRET, redis_url="redis://127.0.0.1:9/0")
+async def test_a_shared_limit_needs_the_api_key() -> None:
+    settings = Settings(None, SECRET, redis_url="redis://127.0.0.1:9/0")
     with pytest.raises(ValueError, match="ITNIO_API_KEY"):
-        async with example.open_client(settings):
+        async with open_client(settings):
             pass

@@ -15,14 +15,14 @@ from arq import create_pool
 from arq.connections import RedisSettings
 
 from examples import sharded_job
+from examples.settings import open_client
 from itnio_async.testing import Dataset, FakeVendor, serve
 
-from ._support import TIMEOUT, eventually, task_json
+from ._support import EXAMPLES_ROOT, TIMEOUT, eventually, task_json
 
 START = datetime(2024, 1, 1)
 END = datetime(2024, 7, 1)
 KEY, SECRET = "shard-key", "shard-secret"
-SCRIPT = Path(sharded_job.__file__)
 RATE = 20
 
 
@@ -57,8 +57,8 @@ async def test_four_slices_on_two_workers_write_every_record_once_within_one_lim
         )
         workers = [
             await asyncio.create_subprocess_exec(
-                sys.executable, str(SCRIPT), "worker", env=env, stdin=DEVNULL, stdout=DEVNULL,
-                stderr=PIPE,
+                sys.executable, "-m", sharded_job.__name__, "worker", cwd=EXAMPLES_ROOT, env=env,
+                stdin=DEVNULL, stdout=DEVNULL, stderr=PIPE,
             )
             for _ in range(2)
         ]  # fmt: skip
@@ -76,10 +76,10 @@ async def test_four_slices_on_two_workers_write_every_record_once_within_one_lim
 
             await eventually(ready, "both workers to start")
             # The planner: in this process, with a client of its own under the same limit.
-            settings = sharded_job.Settings.from_env(env)
+            settings = sharded_job.JobSettings.from_env(env)
             pool = await create_pool(RedisSettings.from_dsn(redis_url))
             try:
-                async with sharded_job.open_client(settings) as client:
+                async with open_client(settings) as client:
                     jobs = await sharded_job.enqueue_shards(
                         client, pool, START, END, 4, tmp_path, name=redis_name, queue=redis_name
                     )
