@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import selectors
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import httpx
@@ -118,6 +118,24 @@ class SleepRecorder:
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         await asyncio.sleep(0)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``ITNIO_TEST_REDIS_URL``, or a ``redis-server`` started on a free loopback port.
+
+    Without either, a test that needs it skips with the reason, except under CI, where it
+    fails: CI must run every test.
+    """
+    from .redis_support import RedisNotAvailable, redis_for_tests, under_ci
+
+    try:
+        with redis_for_tests() as url:
+            yield url
+    except RedisNotAvailable as exc:
+        if under_ci():
+            pytest.fail(f"under CI the Redis tests must run, but: {exc}")
+        pytest.skip(f"no Redis for this test: {exc}")
 
 
 @pytest.fixture

@@ -47,7 +47,6 @@ from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan, serve
 from .redis_support import (
     RedisNotAvailable,
     free_port,
-    redis_for_tests,
     redis_server,
     under_ci,
 )
@@ -63,15 +62,6 @@ def need_redis(reason: str) -> None:
     if under_ci():
         pytest.fail(f"under CI the Redis tests must run, but: {reason}")
     pytest.skip(f"no Redis for the shared-limiter tests: {reason}")
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    try:
-        with redis_for_tests() as url:
-            yield url
-    except RedisNotAvailable as exc:
-        need_redis(str(exc))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the examples' tests: a Redis on loopback for the ones that share a limit."""
+"""Fixtures of the examples' tests (``redis_url`` comes from the suite's conftest)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-
-from tests.redis_support import RedisNotAvailable, redis_for_tests, under_ci
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """``ITNIO_TEST_REDIS_URL``, or a ``redis-server`` started on a free loopback port.
-
-    Without either the test skips, except under CI, where it fails: CI must run it.
-    """
-    try:
-        with redis_for_tests() as url:
-            yield url
-    except RedisNotAvailable as exc:
-        if under_ci():
-            pytest.fail(f"under CI the Redis tests must run, but: {exc}")
-        pytest.skip(f"no Redis for this test: {exc}")
 
 
 @pytest.fixture
