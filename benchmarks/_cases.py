@@ -1,0 +1,564 @@
+"""The benchmark cases. Each returns its figures (for the table) and its raw samples.
+
+Every comparison is measured in the same run, the two sides interleaved round by round,
+and reported as the median of the per-round ratios with their min-max.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+import time
+import timeit
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+import _bare
+import httpx
+from _report import Figure
+from _servers import API_KEY, API_SECRET, Server, fake_cli, stats_server
+
+from itnio_async import AsyncVoiceClient, GroupCallRecord, Page
+from itnio_async._converter import decode_envelope, make_converter
+from itnio_async.testing import Dataset, FakeVendor
+
+__all__ = ["CASES", "CaseResult", "Settings"]
+
+#: The window every case reads: the fake's generated tasks are spread over it.
+START: Final = datetime(2024, 1, 1)
+END: Final = datetime(2024, 7, 1)
+#: A window the fake has no task in (its tasks are all created in the first half of 2024).
+EMPTY_START: Final = datetime(2030, 1, 1)
+EMPTY_END: Final = datetime(2030, 1, 2)
+PAGE_SIZE: Final = 100
+#: The in-process cases' base URL (never contacted: the transport answers).
+IN_PROCESS_URL: Final = "https://fake.itnio.test"
+
+#: Latency-bound paging: 200 pages of 100, 40 ms each, 16 in flight, no rate limit.
+LATENCY: Final = 0.040
+LATENCY_PAGES: Final = 200
+CONCURRENCY: Final = 16
+LATENCY_BOUND: Final = LATENCY * (1 + math.ceil((LATENCY_PAGES - 1) / CONCURRENCY))
+
+#: Rate-bound paging: 300 pages at 100 requests/s, 16 in flight. The fake answers at
+#: once: the bound, (300 - 1) / 100 s, counts only the spacing the rate imposes.
+RATE_PAGES: Final = 300
+RATE: Final = 100.0
+RATE_LATENCY: Final = 0.0
+RATE_BOUND: Final = (RATE_PAGES - 1) / RATE
+
+_HERE: Final = Path(__file__).resolve().parent
+
+
+@dataclass
+class Settings:
+    """How hard to measure."""
+
+    repeats: int
+    quick: bool
+
+    @property
+    def slow_repeats(self) -> int:
+        """Repeats of the sequential loops (some 10 s each): at most 3, 1 when quick."""
+        return 1 if self.quick else min(self.repeats, 3)
+
+    @property
+    def memory_repeats(self) -> int:
+        """Repeats of each memory measurement (peak RSS barely varies): at most 2."""
+        return 1 if self.quick else min(self.repeats, 2)
+
+
+@dataclass
+class CaseResult:
+    """What one case measured."""
+
+    figures: list[Figure]
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def _ratios(numerators: list[float], denominators: list[float]) -> list[float]:
+    return [a / b for a, b in zip(numerators, denominators, strict=False)]
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+# -- latency-bound paging and what users write today ------------------------------------
+
+
+@dataclass
+class _Run:
+    """One timed run of a paging loop."""
+
+    seconds: float
+    records: int
+    #: CPU seconds the client (this process) used during the run.
+    client_cpu: float
+
+
+async def _library_stream(url: str, *, concurrency: int, rate_limit: float | None) -> _Run:
+    """Stream the whole window with the library (the client is made before the clock starts)."""
+    async with AsyncVoiceClient(API_KEY, API_SECRET, base_url=url, rate_limit=rate_limit) as client:
+        records = 0
+        cpu, started = time.process_time(), time.perf_counter()
+        async for _record in client.iter_group_calls(START, END, concurrency=concurrency):
+            records += 1
+        return _Run(time.perf_counter() - started, records, time.process_time() - cpu)
+
+
+async def _bare_concurrent(url: str) -> _Run:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as http:
+        cpu, started = time.process_time(), time.perf_counter()
+        records = await _bare.concurrent_loop(
+            http, API_KEY, API_SECRET, START, END, concurrency=CONCURRENCY
+        )
+        return _Run(time.perf_counter() - started, records, time.process_time() - cpu)
+
+
+async def _bare_sequential(url: str) -> _Run:
+    async with httpx.AsyncClient(base_url=url) as http:
+        cpu, started = time.process_time(), time.perf_counter()
+        records = await _bare.sequential_loop(http, API_KEY, API_SECRET, START, END)
+        return _Run(time.perf_counter() - started, records, time.process_time() - cpu)
+
+
+def _timed(
+    server: Server, run: Callable[[], Coroutine[Any, Any, _Run]], expected: int, label: str
+) -> tuple[_Run, float | None]:
+    """Run one sample in a fresh event loop; also return the server's CPU seconds for it."""
+    server_cpu = server.cpu_seconds()
+    result = asyncio.run(run())
+    server_after = server.cpu_seconds()
+    if result.records != expected:
+        raise RuntimeError(f"{label}: expected {expected} records, got {result.records}")
+    if server_cpu is None or server_after is None:
+        return result, None
+    return result, server_after - server_cpu
+
+
+def paging(settings: Settings, *, latency: bool, users: bool) -> CaseResult:
+    """Latency-bound paging (library vs the bound and a bare loop) and the speed-ups over
+    what users write today (a sequential loop, the library with ``concurrency=1``)."""
+    expected = LATENCY_PAGES * PAGE_SIZE
+    variants = ("library_c16", "bare_c16", "sequential", "library_c1")
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    client_cpu: dict[str, list[float]] = {name: [] for name in variants}
+    server_cpu: dict[str, list[float]] = {name: [] for name in variants}
+    with fake_cli(tasks=expected, latency=LATENCY) as server:
+        url = server.url
+        runs: dict[str, Callable[[], Coroutine[Any, Any, _Run]]] = {
+            "library_c16": lambda: _library_stream(url, concurrency=CONCURRENCY, rate_limit=None),
+            "bare_c16": lambda: _bare_concurrent(url),
+            "sequential": lambda: _bare_sequential(url),
+            "library_c1": lambda: _library_stream(url, concurrency=1, rate_limit=None),
+        }
+
+        def sample(name: str) -> None:
+            result, used = _timed(server, runs[name], expected, name)
+            seconds[name].append(result.seconds)
+            client_cpu[name].append(result.client_cpu)
+            if used is not None:
+                server_cpu[name].append(used)
+
+        _progress("warm-up")
+        _timed(server, runs["library_c16"], expected, "warm-up")
+        _timed(server, runs["bare_c16"], expected, "warm-up")
+        # Round after round, so that each ratio's sides are measured next to each other.
+        for round_ in range(settings.repeats):
+            sample("library_c16")
+            if latency:
+                sample("bare_c16")
+            if users and round_ < settings.slow_repeats:
+                sample("sequential")
+                sample("library_c1")
+            _progress(f"round {round_ + 1}/{settings.repeats}")
+
+    lib = seconds["library_c16"]
+    figures: list[Figure] = []
+    if latency:
+        case = "latency-bound paging"
+        figures += [
+            Figure(case, "library, concurrency 16", "s", lib),
+            Figure(case, "bare httpx + semaphore + gather", "s", seconds["bare_c16"]),
+            Figure(
+                case,
+                f"bound / library (bound {LATENCY_BOUND:.3f} s)",
+                "ratio",
+                [LATENCY_BOUND / value for value in lib],
+                (">=", 0.80),
+            ),
+            Figure(
+                case,
+                "library speed / bare loop speed",
+                "ratio",
+                _ratios(seconds["bare_c16"], lib),
+                (">=", 0.90),
+            ),
+            Figure(case, "client CPU, library run", "s", client_cpu["library_c16"]),
+            Figure(case, "client CPU, bare loop run", "s", client_cpu["bare_c16"]),
+        ]
+        if server_cpu["library_c16"]:
+            figures.append(
+                Figure(case, "fake server CPU, library run", "s", server_cpu["library_c16"])
+            )
+    if users:
+        case = "against what users write"
+        figures += [
+            Figure(case, "sequential httpx loop", "s", seconds["sequential"]),
+            Figure(
+                case,
+                f"  per request (fake waits {LATENCY * 1e3:.0f} ms)",
+                "ms",
+                [value / LATENCY_PAGES * 1e3 for value in seconds["sequential"]],
+            ),
+            Figure(case, "library, concurrency 1", "s", seconds["library_c1"]),
+            Figure(
+                case,
+                "speed-up over sequential httpx",
+                "x",
+                _ratios(seconds["sequential"], lib),
+                (">=", 12),
+            ),
+            Figure(
+                case,
+                "speed-up over library c=1",
+                "x",
+                _ratios(seconds["library_c1"], lib),
+                (">=", 12),
+            ),
+        ]
+    setup = {
+        "pages": LATENCY_PAGES,
+        "page_size": PAGE_SIZE,
+        "latency_s": LATENCY,
+        "concurrency": CONCURRENCY,
+        "bound_s": LATENCY_BOUND,
+    }
+    raw = {
+        "setup": setup,
+        "seconds": seconds,
+        "client_cpu_s": client_cpu,
+        "server_cpu_s": server_cpu,
+    }
+    return CaseResult(figures, raw)
+
+
+# -- rate-bound paging --------------------------------------------------------------------
+
+
+def rate(settings: Settings) -> CaseResult:
+    """300 pages at 100 requests/s: time against the bound, requests per second at the server."""
+    expected = RATE_PAGES * PAGE_SIZE
+    seconds: list[float] = []
+    per_second: list[float] = []
+    spans: list[float] = []
+    requests: list[float] = []
+    server_reports: list[dict[str, Any]] = []
+    with stats_server(tasks=expected, latency=RATE_LATENCY) as server:
+        server.stats()  # start from zero
+        for round_ in range(settings.repeats):
+            result, _ = _timed(
+                server,
+                lambda: _library_stream(server.url, concurrency=CONCURRENCY, rate_limit=RATE),
+                expected,
+                "rate-bound library",
+            )
+            seconds.append(result.seconds)
+            report = server.stats()
+            arrivals = report["arrivals"]
+            per_second.append(report["max_in_any_second"])
+            spans.append(arrivals[-1] - arrivals[0])
+            requests.append(report["requests"])
+            server_reports.append(report)
+            _progress(f"round {round_ + 1}/{settings.repeats}")
+    case = "rate-bound paging"
+    figures = [
+        Figure(case, "library, 100 req/s, concurrency 16", "s", seconds),
+        Figure(
+            case,
+            f"bound / library (bound {RATE_BOUND:.2f} s)",
+            "ratio",
+            [RATE_BOUND / value for value in seconds],
+            (">=", 0.95),
+        ),
+        Figure(
+            case, "max requests in any 1 s (server)", "count", per_second, ("<=", 101), every=True
+        ),
+        Figure(case, "first to last arrival (server)", "s", spans),
+        Figure(case, "requests seen (server)", "count", requests),
+    ]
+    setup = {
+        "pages": RATE_PAGES,
+        "rate": RATE,
+        "latency_s": RATE_LATENCY,
+        "concurrency": CONCURRENCY,
+        "bound_s": RATE_BOUND,
+    }
+    raw = {"setup": setup, "seconds": seconds, "server": server_reports}
+    return CaseResult(figures, raw)
+
+
+# -- client overhead ----------------------------------------------------------------------
+
+_EMPTY_PAGE: Final = json.dumps(
+    {
+        "code": 0,
+        "msg": "success",
+        "data": {
+            "records": [],
+            "total": 0,
+            "size": PAGE_SIZE,
+            "current": 1,
+            "searchCount": True,
+            "pages": 0,
+        },
+    }
+).encode()
+
+
+def _answer_empty_page(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        200, content=_EMPTY_PAGE, headers={"Content-Type": "application/json;charset=UTF-8"}
+    )
+
+
+async def _overhead_rounds(
+    transport: httpx.AsyncBaseTransport, calls: int, repeats: int
+) -> dict[str, list[float]]:
+    """Microseconds per call, library and bare loop interleaved, through one transport."""
+    raw: dict[str, list[float]] = {"library_us": [], "bare_us": []}
+    async with (
+        AsyncVoiceClient(
+            API_KEY, API_SECRET, base_url=IN_PROCESS_URL, rate_limit=None, transport=transport
+        ) as client,
+        httpx.AsyncClient(base_url=IN_PROCESS_URL, transport=transport) as http,
+    ):
+
+        async def library() -> float:
+            started = time.perf_counter()
+            for _ in range(calls):
+                await client.query_group_calls(EMPTY_START, EMPTY_END)
+            return (time.perf_counter() - started) / calls * 1e6
+
+        async def bare() -> float:
+            started = time.perf_counter()
+            for _ in range(calls):
+                data = await _bare.post_page(http, API_KEY, API_SECRET, EMPTY_START, EMPTY_END, 1)
+            if data["records"]:
+                raise RuntimeError("client overhead: the page was meant to be empty")
+            return (time.perf_counter() - started) / calls * 1e6
+
+        await library()  # warm-up
+        await bare()
+        for _ in range(repeats):
+            raw["library_us"].append(await library())
+            raw["bare_us"].append(await bare())
+    return raw
+
+
+def overhead(settings: Settings) -> CaseResult:
+    """Time per call with zero latency, in-process, a page with no records.
+
+    The target is taken through ``httpx.MockTransport`` answering a canned empty page, so
+    the figure is the client's own cost; the same comparison through the fake's in-process
+    transport (which also runs the fake: ASGI, signature check, query) is shown for
+    information.
+    """
+    calls = 500 if settings.quick else 3000
+    mock = asyncio.run(
+        _overhead_rounds(httpx.MockTransport(_answer_empty_page), calls, settings.repeats)
+    )
+    fake = FakeVendor(API_KEY, API_SECRET, dataset=Dataset.generate(20_000, seed=1))
+    via_fake = asyncio.run(_overhead_rounds(fake.transport(), calls // 3, settings.repeats))
+    case = "client overhead"
+    figures = [
+        Figure(case, "library query_group_calls", "us", mock["library_us"]),
+        Figure(case, "bare httpx post + json.loads", "us", mock["bare_us"]),
+        Figure(
+            case,
+            "library time / bare time",
+            "ratio",
+            _ratios(mock["library_us"], mock["bare_us"]),
+            ("<=", 1.3),
+        ),
+        Figure(
+            case,
+            "same ratio via the fake's transport()",
+            "ratio",
+            _ratios(via_fake["library_us"], via_fake["bare_us"]),
+        ),
+    ]
+    setup = {
+        "calls_per_sample": calls,
+        "transport": "one httpx.MockTransport instance answering a canned empty page",
+        "fake_transport_calls_per_sample": calls // 3,
+    }
+    return CaseResult(figures, {"setup": setup, "mock_transport": mock, "fake_transport": via_fake})
+
+
+# -- decoding -----------------------------------------------------------------------------
+
+
+async def _fake_page_bytes() -> bytes:
+    fake = FakeVendor(API_KEY, API_SECRET, dataset=Dataset.generate(20_000, seed=1))
+    async with httpx.AsyncClient(base_url=IN_PROCESS_URL, transport=fake.transport()) as http:
+        response = await http.post(
+            _bare.QUERY_PATH,
+            content=_bare.body(START, END, 1),
+            headers=_bare.sign(API_KEY, API_SECRET),
+        )
+    return response.content
+
+
+def decoding(settings: Settings) -> CaseResult:
+    """Records per second from response bytes to ``GroupCallRecord``s vs ``json.loads``."""
+    body = asyncio.run(_fake_page_bytes())
+    structure = make_converter().get_structure_hook(Page[GroupCallRecord])
+    page = structure(decode_envelope(body, 200).data, Page[GroupCallRecord])
+    records = len(page.records)
+    if records != PAGE_SIZE or not isinstance(page.records[0], GroupCallRecord):
+        raise RuntimeError(f"decoding: expected a page of {PAGE_SIZE} records, got {records}")
+
+    def library() -> object:
+        return structure(decode_envelope(body, 200).data, Page[GroupCallRecord])
+
+    def json_only() -> object:
+        return json.loads(body)
+
+    lib_timer = timeit.Timer(library)
+    json_timer = timeit.Timer(json_only)
+    number, _ = lib_timer.autorange()  # enough calls for 0.2 s of the slower path
+    number = max(1, number // 2) if settings.quick else number * 2
+    lib_rates: list[float] = []
+    json_rates: list[float] = []
+    for _ in range(settings.repeats):
+        lib_rates.append(records * number / lib_timer.timeit(number))
+        json_rates.append(records * number / json_timer.timeit(number))
+    case = "decoding"
+    figures = [
+        Figure(case, "library: bytes -> Page[GroupCallRecord]", "rec/s", lib_rates),
+        Figure(case, "json.loads alone", "rec/s", json_rates),
+        Figure(
+            case,
+            "library rate / json.loads rate",
+            "ratio",
+            _ratios(lib_rates, json_rates),
+            (">=", 0.35),
+        ),
+    ]
+    setup = {"records_per_page": records, "page_bytes": len(body), "calls_per_sample": number}
+    return CaseResult(
+        figures, {"setup": setup, "library_rec_s": lib_rates, "json_rec_s": json_rates}
+    )
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def _memory_worker(url: str, records: int) -> dict[str, Any]:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(_HERE / "_memory_worker.py"),
+            "--records",
+            str(records),
+            "--url",
+            url,
+            "--api-key",
+            API_KEY,
+            "--api-secret",
+            API_SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"memory worker ({records} records) failed with {completed.returncode}:\n"
+            f"{completed.stdout}{completed.stderr}"
+        )
+    report: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return report
+
+
+def _mb(kib: int) -> float:
+    return kib * 1024 / 1e6
+
+
+def memory(settings: Settings) -> CaseResult:
+    """Peak RSS of a fresh client process streaming N records vs N/10.
+
+    The targets are taken on the peak while streaming (the process's RSS high-water mark,
+    reset once the imports are done, where Linux allows it); the peak of the whole
+    process lifetime (``ru_maxrss``), imports included, is shown beside it.
+    """
+    small, large = (10_000, 100_000) if settings.quick else (100_000, 1_000_000)
+    reports: dict[str, list[dict[str, Any]]] = {str(small): [], str(large): []}
+    with fake_cli(tasks=small) as small_server, fake_cli(tasks=large) as large_server:
+        for round_ in range(settings.memory_repeats):
+            reports[str(small)].append(_memory_worker(small_server.url, small))
+            reports[str(large)].append(_memory_worker(large_server.url, large))
+            _progress(f"round {round_ + 1}/{settings.memory_repeats}")
+    small_runs, large_runs = reports[str(small)], reports[str(large)]
+    streaming = all(r["stream_peak_kib"] is not None for r in small_runs + large_runs)
+    key, label = (
+        ("stream_peak_kib", "peak RSS streaming") if streaming else ("peak_kib", "peak RSS")
+    )
+    small_mb = [_mb(r[key]) for r in small_runs]
+    large_mb = [_mb(r[key]) for r in large_runs]
+    case = "memory"
+    figures = [
+        Figure(case, f"{label}, {small:,} records", "MB", small_mb),
+        Figure(case, f"{label}, {large:,} records", "MB", large_mb, ("<", 150)),
+        Figure(
+            case,
+            f"{label} {large:,} / {small:,}",
+            "ratio",
+            _ratios(large_mb, small_mb),
+            ("<=", 1.15),
+        ),
+    ]
+    if streaming:
+        figures += [
+            Figure(
+                case,
+                f"RSS before streaming, {large:,}",
+                "MB",
+                [_mb(r["before_kib"]) for r in large_runs],
+            ),
+            Figure(
+                case,
+                f"peak RSS incl. imports, {large:,}",
+                "MB",
+                [_mb(r["peak_kib"]) for r in large_runs],
+            ),
+        ]
+    figures.append(
+        Figure(case, f"stream time, {large:,} records", "s", [r["seconds"] for r in large_runs])
+    )
+    setup = {
+        "records": [small, large],
+        "concurrency": 8,
+        "page_size": PAGE_SIZE,
+        "figure": key,
+    }
+    return CaseResult(figures, {"setup": setup, "workers": reports})
+
+
+CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {
+    "latency": lambda settings: paging(settings, latency=True, users=False),
+    "users": lambda settings: paging(settings, latency=False, users=True),
+    "rate": rate,
+    "overhead": overhead,
+    "decoding": decoding,
+    "memory": memory,
+}
