@@ -105,15 +105,17 @@ def make_converter(server_timezone: tzinfo | None = None) -> cattrs.Converter:
     record_cls = GroupCallRecord
 
     def structure_record(data: Mapping[str, Any], _: object = None) -> GroupCallRecord:
+        # Each field takes the common case (the right type) inline and calls the checking
+        # helper only otherwise: a function call per field was a third of the decode time.
         return record_cls(
-            _as_int(data["jobId"]),
-            _as_str(data["taskName"]),
+            v if (v := data["jobId"]).__class__ is int else _as_int(v),
+            v if (v := data["taskName"]).__class__ is str else _as_str(v),
             _as_status(data["status"]),
-            _as_str(data["rate"]),
-            _as_int(data["numCnt"]),
-            _as_int(data["callNum"]),
-            _as_int(data["success"]),
-            _as_int(data["fail"]),
+            v if (v := data["rate"]).__class__ is str else _as_str(v),
+            v if (v := data["numCnt"]).__class__ is int else _as_int(v),
+            v if (v := data["callNum"]).__class__ is int else _as_int(v),
+            v if (v := data["success"]).__class__ is int else _as_int(v),
+            v if (v := data["fail"]).__class__ is int else _as_int(v),
             decode_time(data["createdTime"]),
         )
 

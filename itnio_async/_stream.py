@@ -22,9 +22,10 @@ How it works (the plain rules are in the README):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import partial
@@ -173,25 +174,25 @@ class _RecentIds:
     the window rather than to the result.
     """
 
-    __slots__ = ("_ids", "capacity")
+    __slots__ = ("_count", "_pages", "capacity")
 
     def __init__(self, capacity: int) -> None:
-        #: How many ids it keeps.
+        #: How many ids it keeps, at least (whole pages are kept or dropped).
         self.capacity = capacity
-        # Insertion-ordered set: the oldest id is evicted first.
-        self._ids: OrderedDict[int, None] = OrderedDict()
-
-    def __contains__(self, job_id: int) -> bool:
-        return job_id in self._ids
+        # The ids of each yielded page, oldest first: one append per page, not per record,
+        # since this sits on every page's path and is read only when a resync happens.
+        self._pages: deque[tuple[int, ...]] = deque()
+        # Ids held in _pages.
+        self._count = 0
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._ids)
+        return itertools.chain.from_iterable(self._pages)
 
-    def add(self, job_id: int) -> None:
-        ids = self._ids
-        ids[job_id] = None
-        if len(ids) > self.capacity:
-            ids.popitem(last=False)
+    def add_page(self, job_ids: tuple[int, ...]) -> None:
+        self._pages.append(job_ids)
+        self._count += len(job_ids)
+        while self._count - len(self._pages[0]) >= self.capacity:
+            self._count -= len(self._pages.popleft())
 
 
 class _PageEngine:
@@ -417,14 +418,11 @@ class _PageEngine:
 
     def _without_repeats(self, page: Page[GroupCallRecord]) -> Page[GroupCallRecord]:
         records = page.records
-        recent = self._recent
         if self._progress.resyncs:
+            # Only records yielded before the last resync can come again: pages read since
+            # then tile with each other.
             seen = self._before_resync
-            records = tuple(
-                record
-                for record in records
-                if record.job_id not in seen and record.job_id not in recent
-            )
+            records = tuple(record for record in records if record.job_id not in seen)
         if self._remaining is not None:
             records = records[: self._remaining]
             self._remaining -= len(records)
@@ -432,10 +430,9 @@ class _PageEngine:
                 self._last_page = 0
                 self._drop(self._slots)
                 self._slots.clear()
-        if records != page.records:
+        if records is not page.records:
             page = attrs.evolve(page, records=records)
-        for record in records:
-            recent.add(record.job_id)
+        self._recent.add_page(tuple([record.job_id for record in records]))
         self._progress.records_yielded += len(records)
         self._progress.pages_done += 1
         self._report()
