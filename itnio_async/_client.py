@@ -336,14 +336,7 @@ class AsyncVoiceClient:
         aware ones are converted to ``server_timezone`` (required for them). ``statuses``
         keeps only tasks in those states (``None``: all). ``size`` is 1..100.
         """
-        query = GroupCallQuery.build(
-            start,
-            end,
-            statuses=statuses,
-            app_id=app_id,
-            search=search,
-            server_timezone=self._server_timezone,
-        )
+        query = self._build_query(start, end, statuses, app_id, search)
         page, size = check_page(page, size)
         return await self._fetch_page(query, page, size)
 
@@ -417,6 +410,19 @@ class AsyncVoiceClient:
                 start_page=start_page,
                 on_progress=on_progress,
             ),
+        )
+
+    def _build_query(
+        self, start: object, end: object, statuses: object, app_id: object, search: object
+    ) -> GroupCallQuery:
+        """Check a query's arguments in this client's zone; every entry point comes here."""
+        return GroupCallQuery.build(
+            start,
+            end,
+            statuses=statuses,
+            app_id=app_id,
+            search=search,
+            server_timezone=self._server_timezone,
         )
 
     # -- the send path --------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._query import GroupCallQuery, check_positive_int
+from ._query import check_positive_int
 
 if TYPE_CHECKING:
     from ._client import AsyncVoiceClient
@@ -68,14 +68,7 @@ async def plan_shards(
     one slice. Pass the same filters as the workers will, so the counts match theirs.
     """
     shards = check_positive_int("shards", shards)
-    query = GroupCallQuery.build(
-        start,
-        end,
-        statuses=statuses,
-        app_id=app_id,
-        search=search,
-        server_timezone=client.server_timezone,
-    )
+    query = client._build_query(start, end, statuses, app_id, search)
     first = await client._fetch_page(query, 1, 1)
     total = first.total
     if total == 0 or shards == 1:

@@ -130,14 +130,7 @@ class StreamOptions:
         on_progress: object,
     ) -> StreamOptions:
         """Check every argument now, before any request, naming the one that is wrong."""
-        query = GroupCallQuery.build(
-            start,
-            end,
-            statuses=statuses,
-            app_id=app_id,
-            search=search,
-            server_timezone=client.server_timezone,
-        )
+        query = client._build_query(start, end, statuses, app_id, search)
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be a bool, got {type(ordered).__name__}")
         if on_progress is not None and not callable(on_progress):
@@ -221,10 +214,9 @@ class _PageEngine:
         self._slots: deque[_Slot] = deque()
         # The next page number to give a new slot.
         self._next_new_page = options.start_page + 1
-        # Fetches in flight, for the concurrency bound.
+        # Fetches started and not yet ended (cancelled ones too, until they end): the
+        # concurrency bound counts them, and close() waits for them.
         self._in_flight: set[asyncio.Task[Page[GroupCallRecord]]] = set()
-        # Every fetch started and not yet finished with, so close() can reap them all.
-        self._tasks: set[asyncio.Task[Page[GroupCallRecord]]] = set()
         # Set when any fetch ends: the consumer waits on it.
         self._wake = asyncio.Event()
         # The first fetch failure, with its page; raised once the pages before it are out.
@@ -316,7 +308,6 @@ class _PageEngine:
         )
         slot.task = task
         self._in_flight.add(task)
-        self._tasks.add(task)
         task.add_done_callback(partial(self._on_done, slot))
 
     def _drop(self, slots: Iterable[_Slot]) -> None:
@@ -328,7 +319,6 @@ class _PageEngine:
 
     def _on_done(self, slot: _Slot, task: asyncio.Task[Page[GroupCallRecord]]) -> None:
         self._in_flight.discard(task)
-        self._tasks.discard(task)
         self._wake.set()
         exc = None if task.cancelled() else task.exception()  # retrieved: no warning later
         if slot.task is not task or task.cancelled():
@@ -448,7 +438,7 @@ class _PageEngine:
         self._closed = True
         self._drop(self._slots)
         self._slots.clear()
-        tasks = list(self._tasks)
+        tasks = list(self._in_flight)
         for task in tasks:
             task.cancel()
         if tasks:
