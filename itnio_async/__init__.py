@@ -23,16 +23,19 @@ from ._errors import (
     ItnioTransportError,
     MalformedResponseError,
     RateLimitedError,
+    ResultUnstableError,
     TimestampExpiredError,
     VendorServerError,
 )
+from ._group_calls import GroupCallPageStream, GroupCallStream
 from ._hooks import AttemptEvent, ClientHooks, PageEvent, RetryEvent
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, GroupCallStatus, Page
+from ._paging import PagingMode, Range, StreamCursor
 from ._retry import RetryPolicy
 from ._shards import Shard, plan_shards
 from ._signing import compute_sign
-from ._stream import GroupCallPageStream, GroupCallStream, StreamProgress
+from ._stream import StreamProgress
 
 __version__ = "0.1.0.dev0"
 
@@ -64,6 +67,9 @@ __all__ = [
     "GroupCallStream",
     "GroupCallPageStream",
     "StreamProgress",
+    "StreamCursor",
+    "Range",
+    "PagingMode",
     # errors
     "ItnioError",
     "ItnioAPIError",
@@ -77,6 +83,7 @@ __all__ = [
     "ItnioTransportError",
     "ItnioTimeoutError",
     "MalformedResponseError",
+    "ResultUnstableError",
     "ClientStateError",
     "__version__",
 ]

@@ -133,7 +133,7 @@ class ExportStatus:
         """Count a page written and flushed; the next run would start after it."""
         self.records_written += records
         self.pages_written += 1
-        self.resume_page = progress.next_page
+        self.resume_page = progress.next_page or self.resume_page
         self.absorb(progress)
 
     @property

@@ -25,9 +25,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import Any, Final, Self
 
-import attrs
 import httpx
 from tenacity import RetryCallState
 
@@ -44,17 +43,17 @@ from ._errors import (
     TimestampExpiredError,
     VendorServerError,
 )
-from ._hooks import AttemptEvent, ClientHooks, RetryEvent, call_hook
+from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
+from ._hooks import AttemptEvent, CallTally, ClientHooks, PageEvent, RetryEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, Page
+from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
 from ._signing import CONTENT_TYPE, Credentials, ServerClock, SigningAuth
+from ._stream import ProgressCallback, StreamOptions
 
-if TYPE_CHECKING:
-    from ._stream import GroupCallPageStream, GroupCallStream, ProgressCallback
-
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncVoiceClient", "CallTally"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncVoiceClient"]
 
 logger = logging.getLogger("itnio_async")
 
@@ -83,18 +82,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
-
-
-@attrs.define(slots=True)
-class CallTally:
-    """Counts that one caller (a stream, say) collects over the calls it makes."""
-
-    #: Requests sent, retries included.
-    attempts: int = 0
-    #: Retries (attempts after the first of each call).
-    retries: int = 0
-    #: Seconds spent waiting for the rate limiter.
-    limiter_wait: float = 0.0
 
 
 def outcome_label(exc: BaseException) -> str:
@@ -352,26 +339,28 @@ class AsyncVoiceClient:
         concurrency: int = 8,
         ordered: bool = True,
         limit: int | None = None,
+        resume_from: StreamCursor | str | None = None,
         start_page: int = 1,
         on_progress: ProgressCallback | None = None,
     ) -> GroupCallStream:
-        """Stream every task of the window, fetching pages concurrently (see the README)."""
-        from ._stream import GroupCallStream, StreamOptions
+        """Stream every task of the window, exactly once, fetching concurrently.
 
+        Records come newest first. ``resume_from`` (a ``StreamCursor`` or its string, from
+        ``stream.progress.resume_from`` or ``error.resume_from``) goes on exactly where an
+        earlier stream of the same window and filters stopped. ``start_page`` pages by
+        page number from that page instead (offset mode; see the README's guarantees).
+        """
+        spec = self._group_call_spec(start, end, statuses, app_id, search)
         return GroupCallStream(
-            self,
+            spec,
             StreamOptions.build(
-                self,
-                start,
-                end,
-                statuses=statuses,
-                app_id=app_id,
-                search=search,
+                spec,
                 page_size=page_size,
                 concurrency=concurrency,
                 ordered=ordered,
                 limit=limit,
                 start_page=start_page,
+                resume_from=resume_from,
                 on_progress=on_progress,
             ),
         )
@@ -388,29 +377,51 @@ class AsyncVoiceClient:
         concurrency: int = 8,
         ordered: bool = True,
         limit: int | None = None,
+        resume_from: StreamCursor | str | None = None,
         start_page: int = 1,
         on_progress: ProgressCallback | None = None,
     ) -> GroupCallPageStream:
-        """Like ``iter_group_calls`` but yields whole ``Page``s, for jobs that checkpoint."""
-        from ._stream import GroupCallPageStream, StreamOptions
-
+        """Like ``iter_group_calls`` but yields ``Page``s, for jobs that checkpoint:
+        after each page, ``stream.progress.resume_from`` is the cursor to save."""
+        spec = self._group_call_spec(start, end, statuses, app_id, search)
         return GroupCallPageStream(
-            self,
+            spec,
             StreamOptions.build(
-                self,
-                start,
-                end,
-                statuses=statuses,
-                app_id=app_id,
-                search=search,
+                spec,
                 page_size=page_size,
                 concurrency=concurrency,
                 ordered=ordered,
                 limit=limit,
                 start_page=start_page,
+                resume_from=resume_from,
                 on_progress=on_progress,
             ),
         )
+
+    def _group_call_spec(
+        self, start: object, end: object, statuses: object, app_id: object, search: object
+    ) -> Any:
+        query = self._build_query(start, end, statuses, app_id, search)
+
+        async def fetch(
+            lo: datetime, hi: datetime, page: int, size: int, tally: CallTally
+        ) -> Page[GroupCallRecord]:
+            return await self._fetch_page(query.with_window(lo, hi), page, size, tally)
+
+        hooks = self._hooks
+        on_page = None
+        if hooks is not None:
+
+            def on_page(event: PageEvent) -> None:
+                call_hook(hooks, "on_page", event)
+
+        now = None
+        if self._server_timezone is not None:
+
+            def now() -> datetime:
+                return self.server_now().replace(tzinfo=None)
+
+        return group_call_spec(query, fetch, zone=self._server_timezone, now=now, on_page=on_page)
 
     def _build_query(
         self, start: object, end: object, statuses: object, app_id: object, search: object

@@ -17,13 +17,18 @@ The tree::
     ├── ItnioTransportError         the connection failed: refused, dropped, protocol error
     │   └── ItnioTimeoutError           connect, read, write or pool timeout
     ├── MalformedResponseError      a reply we cannot read: not JSON, an HTML page,
-    │                               missing or wrongly typed fields
+    │                               missing or wrongly typed fields, or one that
+    │                               contradicts itself or the request
+    ├── ResultUnstableError         a stream's result kept changing beyond a bounded
+    │                               number of re-reads
     └── ClientStateError            the client is closed, or used from a second event loop
 
 Errors raised after retries carry ``attempts``, the number of requests made for the call;
-errors raised by a record stream also carry ``page``, the page to resume from with
-``start_page=``. The underlying exception (``httpx``, ``json``, ``cattrs``) is chained as
-``__cause__``. No error holds the API secret or a request's ``Sign`` header.
+errors raised by a record stream also carry ``resume_from``, the stream's cursor to pass
+as ``resume_from=`` to go on exactly where it stopped (and, in offset mode, ``page``,
+the page to resume from with ``start_page=``). The underlying exception (``httpx``,
+``json``, ``cattrs``) is chained as ``__cause__``. No error holds the API secret or a
+request's ``Sign`` header.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "ItnioTransportError",
     "MalformedResponseError",
     "RateLimitedError",
+    "ResultUnstableError",
     "TimestampExpiredError",
     "VendorServerError",
 ]
@@ -61,14 +67,17 @@ class ItnioError(Exception):
 
     #: Requests made for the call that failed, retries included (``None`` if not known).
     attempts: int | None
-    #: For a record stream: the page that failed, to pass as ``start_page=`` to resume.
+    #: For a record stream in offset mode: the page to pass as ``start_page=`` to resume.
     page: int | None
+    #: For a record stream: its cursor when it stopped, to pass as ``resume_from=``.
+    resume_from: Any
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
         self.attempts = None
         self.page = None
+        self.resume_from = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take other constructor arguments than the message: rebuild from the
@@ -177,6 +186,12 @@ class MalformedResponseError(ItnioError):
         self.status_code = status_code
         #: The start of the reply body, whitespace collapsed.
         self.body = excerpt
+
+
+class ResultUnstableError(ItnioError):
+    """A stream's result kept changing under it (replicas that disagree, a task flapping
+    in and out of the filter) beyond a bounded number of re-reads. ``resume_from`` tells
+    where to go on once it settles."""
 
 
 class ClientStateError(ItnioError, RuntimeError):

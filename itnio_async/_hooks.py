@@ -14,9 +14,21 @@ import logging
 
 import attrs
 
-__all__ = ["AttemptEvent", "ClientHooks", "PageEvent", "RetryEvent"]
+__all__ = ["AttemptEvent", "CallTally", "ClientHooks", "PageEvent", "RetryEvent"]
 
 logger = logging.getLogger("itnio_async")
+
+
+@attrs.define(slots=True)
+class CallTally:
+    """Counts that one caller (a stream, say) collects over the calls it makes."""
+
+    #: Requests sent, retries included.
+    attempts: int = 0
+    #: Retries (attempts after the first of each call).
+    retries: int = 0
+    #: Seconds spent waiting for the rate limiter.
+    limiter_wait: float = 0.0
 
 
 @attrs.frozen(slots=True)

@@ -131,6 +131,14 @@ class GroupCallQuery:
         """The same query with another (naive, server-zone) end."""
         return attrs.evolve(self, end=end)
 
+    def with_window(self, start: datetime, end: datetime) -> GroupCallQuery:
+        """The same filters over another (naive, server-zone) window."""
+        return attrs.evolve(self, start=start, end=end)
+
+    def filters(self) -> dict[str, Any]:
+        """The filters apart from the window, JSON-ready (what a stream cursor carries)."""
+        return {"statuses": list(self.statuses), "app_id": self.app_id, "search": self.search}
+
     def body(self, page: int, size: int) -> dict[str, Any]:
         """The request body for one page, as the vendor documents it."""
         params: dict[str, Any] = {
