@@ -515,7 +515,8 @@ class CursorPlan(Generic[T]):
             self._first_reply = page
             self.total = page.total
             self._budget += 2 * math.ceil(page.total / self._size)
-            if len(page.records) < page.total:
+            if len(page.records) < page.total and s is self._slices[-1]:
+                # The rest of the (last) range is the frontier, to be cut into slices.
                 s.frontier = True
                 self._frontier_pages = math.ceil((page.total - len(page.records)) / self._size)
         if purpose == "second":
@@ -720,7 +721,9 @@ class CursorPlan(Generic[T]):
             rest = min(rest, math.ceil(self._remaining / self._size))
         longest = max(MIN_SLICE_PAGES, self._read_ahead // self._concurrency)
         slices = max(1, min(free, rest // MIN_SLICE_PAGES))
-        each = math.ceil(rest / slices) if rest else 0
+        # Page 1 of the frontier's window lies just below what it has fetched; the slice
+        # above each cut takes that much too, so ``rest + 1`` pages are shared out.
+        each = (rest + 1) / slices
         if each > longest:
             each, cuts, self._release_after_cuts = longest, free, False
         else:
@@ -728,10 +731,10 @@ class CursorPlan(Generic[T]):
         if cuts <= 0:
             frontier.frontier = False  # small enough: fetch it by cursor
             return
+        end = self._end_for(frontier.time)
         for j in range(1, cuts + 1):
-            fetch = Fetch(
-                next(self._keys), frontier.lo, self._end_for(frontier.time), j * each, self._size
-            )
+            page = max(2, round(j * each))
+            fetch = Fetch(next(self._keys), frontier.lo, end, page, self._size)
             self._cuts.append((fetch, None))
             self._issue(fetch, frontier, "cut", out)
 
