@@ -46,7 +46,10 @@ HTTP errors, dropped connections, delays), ``rate_limit`` (HTTP 429 with
 ``Retry-After``), ``latency``/``jitter``, ``clock_offset``, ``code_as_string``;
 mutations while a client pages (:meth:`FakeVendor.insert_tasks`,
 :meth:`~FakeVendor.change_status`, :meth:`~FakeVendor.remove_tasks`,
-:meth:`~FakeVendor.on_request`); and what the fake saw in :class:`FakeStats`.
+:meth:`~FakeVendor.on_request`); other server semantics, ``end_exclusive``
+(``strTime <= createdTime < endTime``) and ``order="oldest_first"``, which
+:meth:`FakeVendor.expected` follows; and what the fake saw in :class:`FakeStats`.
+Every choice is deterministic, fixed by seeds and request arrival numbers.
 
 With pytest, the ``itnio_fake`` fixture (``itnio_async.testing.pytest_plugin``)
 gives each test a fresh fake with a small generated dataset.
@@ -54,11 +57,16 @@ gives each test a fresh fake with a small generated dataset.
 
 from __future__ import annotations
 
-from ._dataset import Dataset, FakeTask, Query
+from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import DEFAULT_RANDOM_KINDS, Fault, FaultKind, FaultPlan
 from ._serve import aserve, serve
 from ._stats import FakeStats
-from ._vendor import DroppedConnection, FakeTransport, FakeVendor, RequestCallback
+from ._vendor import (
+    DroppedConnection,
+    FakeTransport,
+    FakeVendor,
+    RequestCallback,
+)
 from ._wire import QUERY_PATH, WIRE_TIME_FORMAT
 
 __all__ = [
@@ -68,6 +76,7 @@ __all__ = [
     "FakeStats",
     "RequestCallback",
     "DroppedConnection",
+    "Order",
     # its data
     "Dataset",
     "FakeTask",

@@ -11,7 +11,8 @@ Order of processing for one request:
    requests consume no fault);
 5. latency, jitter and any ``Fault.delay``;
 6. the vendor proper: ``Api-Key`` (-1), ``Sign`` (-1), ``Timestamp`` (-16), the
-   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0).
+   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0) under
+   the fake's ``end_exclusive`` and ``order``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import attrs
 import httpx
 
 from . import _rng
-from ._dataset import Dataset, FakeTask, Query
+from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import Fault, FaultCursor, FaultPlan
 from ._stats import FakeStats
 from ._wire import (
@@ -129,8 +130,13 @@ def _time_field(params: dict[str, Any], name: str) -> datetime:
         ) from None
 
 
-def parse_query_body(body: dict[str, Any] | None) -> tuple[int, int, Query]:
-    """Validate a query body as the vendor does: ``(current, size, query)`` or ``_BadRequest``."""
+def parse_query_body(
+    body: dict[str, Any] | None, *, end_exclusive: bool = False
+) -> tuple[int, int, Query]:
+    """Validate a query body as the vendor does: ``(current, size, query)`` or ``_BadRequest``.
+
+    ``end_exclusive`` resolves the window as ``strTime <= createdTime < endTime``.
+    """
     if body is None:
         raise _BadRequest("the request body must be a JSON object")
     current = _int_field(body, "current", "current")
@@ -161,7 +167,11 @@ def parse_query_body(body: dict[str, Any] | None) -> tuple[int, int, Query]:
     search = params.get("searchCondition")
     if search is not None and not isinstance(search, str):
         raise _BadRequest("params.searchCondition must be a string")
-    return current, size, Query.build(start, end, statuses, app_id, search)
+    return (
+        current,
+        size,
+        Query.build(start, end, statuses, app_id, search, end_exclusive=end_exclusive),
+    )
 
 
 class FakeTransport(httpx.AsyncBaseTransport):
@@ -223,6 +233,10 @@ class FakeVendor:
             ``time.monotonic``).
         tz: the zone of the vendor's ``LocalDateTime``: :meth:`now` and the creation
             time of :meth:`insert_tasks` use it (default UTC).
+        end_exclusive: serve the window ``strTime <= createdTime < endTime`` instead
+            of the vendor's inclusive end; settable.
+        order: ``"newest_first"`` (the vendor's) or ``"oldest_first"`` (``createdTime``
+            then ``jobId`` ascending); settable.
 
     ``fake.app`` (or the fake itself) is the ASGI 3 application; :meth:`transport`
     an in-process httpx transport; :func:`~itnio_async.testing.serve` serves it on
@@ -246,11 +260,15 @@ class FakeVendor:
         clock: Callable[[], float] | None = None,
         monotonic: Callable[[], float] | None = None,
         tz: tzinfo = UTC,
+        end_exclusive: bool = False,
+        order: Order = "newest_first",
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be > 0 (or None for no limit)")
         if min(latency, jitter, timestamp_tolerance) < 0:
             raise ValueError("latency, jitter and timestamp_tolerance must be >= 0")
+        if order not in ("newest_first", "oldest_first"):
+            raise ValueError(f"order must be 'newest_first' or 'oldest_first', not {order!r}")
         self.api_key = api_key
         self.api_secret = api_secret
         if dataset is None:
@@ -268,6 +286,8 @@ class FakeVendor:
         self.clock: Callable[[], float] = clock or _time.time
         self.monotonic: Callable[[], float] = monotonic or _time.monotonic
         self.tz = tz
+        self.end_exclusive = end_exclusive
+        self.order: Order = order
         self.stats = FakeStats()
         self._cursor = FaultCursor(faults)  # the fault plan and how far by_page got
         self._callbacks: list[RequestCallback] = []  # run in order before each answer
@@ -310,13 +330,23 @@ class FakeVendor:
         app_id: int | None = None,
         search: str | None = None,
     ) -> list[FakeTask]:
-        """Exactly what a correct client streams for this window and filters, newest first.
+        """Exactly what a correct client streams for this window and filters, in order.
 
-        The window is inclusive at both ends (``start <= createdTime <= end``);
+        The window is inclusive at both ends (``start <= createdTime <= end``), or
+        ends before ``end`` when the fake is ``end_exclusive``; the records come in
+        the fake's ``order`` (newest first unless it is ``"oldest_first"``).
         ``statuses`` empty or ``None`` means all; ``search`` is a case-insensitive
         substring of the task name. Reflects the dataset as it is now.
         """
-        return self.dataset.select(start, end, statuses=statuses, app_id=app_id, search=search)
+        return self.dataset.select(
+            start,
+            end,
+            statuses=statuses,
+            app_id=app_id,
+            search=search,
+            end_exclusive=self.end_exclusive,
+            order=self.order,
+        )
 
     def insert_tasks(
         self,
@@ -517,10 +547,10 @@ class FakeVendor:
         if "json" not in headers.get("content-type", "").lower():
             return self._http_error(415, QUERY_PATH, "Content-Type must be application/json")
         try:
-            current, size, query = parse_query_body(body)
+            current, size, query = parse_query_body(body, end_exclusive=self.end_exclusive)
         except _BadRequest as exc:
             return self._envelope(CODE_PARAMS, f"Parameter exception: {exc}")
-        total, records = self.dataset.page(query, current, size)
+        total, records = self.dataset.page(query, current, size, order=self.order)
         data = {
             "records": [task.to_wire() for task in records],
             "total": total,
