@@ -46,7 +46,9 @@ HTTP errors, dropped connections, delays), ``rate_limit`` (HTTP 429 with
 ``Retry-After``), ``latency``/``jitter``, ``clock_offset``, ``code_as_string``;
 mutations while a client pages (:meth:`FakeVendor.insert_tasks`,
 :meth:`~FakeVendor.change_status`, :meth:`~FakeVendor.remove_tasks`,
-:meth:`~FakeVendor.on_request`); other server semantics, ``end_exclusive``
+:meth:`~FakeVendor.on_request`); ``replicas`` that answer in turn (or
+seeded at random) and may disagree, so ``total`` flaps (:meth:`Dataset.copy` makes
+one to lag); other server semantics, ``end_exclusive``
 (``strTime <= createdTime < endTime``) and ``order="oldest_first"``, which
 :meth:`FakeVendor.expected` follows; and what the fake saw in :class:`FakeStats`.
 Every choice is deterministic, fixed by seeds and request arrival numbers.
@@ -65,6 +67,7 @@ from ._vendor import (
     DroppedConnection,
     FakeTransport,
     FakeVendor,
+    ReplicaOrder,
     RequestCallback,
 )
 from ._wire import QUERY_PATH, WIRE_TIME_FORMAT
@@ -76,6 +79,7 @@ __all__ = [
     "FakeStats",
     "RequestCallback",
     "DroppedConnection",
+    "ReplicaOrder",
     "Order",
     # its data
     "Dataset",

@@ -527,6 +527,25 @@ class Dataset:
         dataset._high_water = dataset._gen.job_id(count - 1) if count else JOB_ID_BASE
         return dataset
 
+    def copy(self) -> Dataset:
+        """An independent dataset holding the same tasks (mutating one leaves the other).
+
+        Cheap for a generated dataset: the lazy base is shared, the overlay copied.
+        Handy for a replica that lags: ``lagging = fake.dataset.copy()``, then mutate
+        the fake's dataset only.
+        """
+        with self._lock:
+            twin = Dataset()
+            twin._gen = self._gen
+            twin._seed = self._seed
+            twin._masked = list(self._masked)
+            twin._overlay = list(self._overlay)
+            twin._overlay_keys = list(self._overlay_keys)
+            twin._by_id = dict(self._by_id)
+            twin._high_water = self._high_water
+            twin._app_ids = self._app_ids
+            return twin
+
     # ----------------------------------------------------------------- reading
 
     @property

@@ -11,8 +11,9 @@ Order of processing for one request:
    requests consume no fault);
 5. latency, jitter and any ``Fault.delay``;
 6. the vendor proper: ``Api-Key`` (-1), ``Sign`` (-1), ``Timestamp`` (-16), the
-   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0) under
-   the fake's ``end_exclusive`` and ``order``.
+   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0): read
+   from the dataset or one of its ``replicas`` (:meth:`FakeVendor.replica_for`),
+   under the fake's ``end_exclusive`` and ``order``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time as _time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 import httpx
@@ -51,7 +52,7 @@ from ._wire import (
     spring_error,
 )
 
-__all__ = ["DroppedConnection", "FakeTransport", "FakeVendor", "RequestCallback"]
+__all__ = ["DroppedConnection", "FakeTransport", "FakeVendor", "ReplicaOrder", "RequestCallback"]
 
 #: ASGI shapes, loosely typed as the spec leaves them.
 Scope = MutableMapping[str, Any]
@@ -62,7 +63,11 @@ Send = Callable[[Message], Awaitable[None]]
 #: ``callback(n, body)`` run before request ``n`` is answered; may return an awaitable.
 RequestCallback = Callable[[int, dict[str, Any]], object]
 
+#: How a fake picks the dataset that answers a request: in turn, or seeded at random.
+ReplicaOrder = Literal["round_robin", "random"]
+
 _JITTER_STREAM: Final = 2_000  # hash stream of the per-request jitter draw
+_REPLICA_STREAM: Final = 2_001  # hash stream of the per-request replica draw
 _MAX_SIZE: Final = 100  # the vendor's largest page
 _DEFAULT_TASKS: Final = 200  # tasks in the default generated dataset
 #: What a dropped response manages to send before the connection dies.
@@ -237,6 +242,11 @@ class FakeVendor:
             of the vendor's inclusive end; settable.
         order: ``"newest_first"`` (the vendor's) or ``"oldest_first"`` (``createdTime``
             then ``jobId`` ascending); settable.
+        replicas: more datasets that answer in turn with ``dataset`` (see
+            :meth:`replica_for`), like replicas behind a load balancer that disagree;
+            settable. Mutations (:meth:`insert_tasks`...) touch ``dataset`` only.
+        replica_order: ``"round_robin"`` or ``"random"`` (seeded by ``seed`` and the
+            request's arrival number); settable.
 
     ``fake.app`` (or the fake itself) is the ASGI 3 application; :meth:`transport`
     an in-process httpx transport; :func:`~itnio_async.testing.serve` serves it on
@@ -262,6 +272,8 @@ class FakeVendor:
         tz: tzinfo = UTC,
         end_exclusive: bool = False,
         order: Order = "newest_first",
+        replicas: Iterable[Dataset | Sequence[FakeTask]] = (),
+        replica_order: ReplicaOrder = "round_robin",
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be > 0 (or None for no limit)")
@@ -269,6 +281,10 @@ class FakeVendor:
             raise ValueError("latency, jitter and timestamp_tolerance must be >= 0")
         if order not in ("newest_first", "oldest_first"):
             raise ValueError(f"order must be 'newest_first' or 'oldest_first', not {order!r}")
+        if replica_order not in ("round_robin", "random"):
+            raise ValueError(
+                f"replica_order must be 'round_robin' or 'random', not {replica_order!r}"
+            )
         self.api_key = api_key
         self.api_secret = api_secret
         if dataset is None:
@@ -288,11 +304,16 @@ class FakeVendor:
         self.tz = tz
         self.end_exclusive = end_exclusive
         self.order: Order = order
+        self.replicas: list[Dataset] = [
+            r if isinstance(r, Dataset) else Dataset(r) for r in replicas
+        ]
+        self.replica_order: ReplicaOrder = replica_order
         self.stats = FakeStats()
         self._cursor = FaultCursor(faults)  # the fault plan and how far by_page got
         self._callbacks: list[RequestCallback] = []  # run in order before each answer
         self._windows: dict[str, deque[float]] = {}  # per Api-Key: admitted arrival times
         self._jitter_key = _rng.stream_key(seed, _JITTER_STREAM)
+        self._replica_key = _rng.stream_key(seed, _REPLICA_STREAM)
 
     # -------------------------------------------------------------- public API
 
@@ -336,7 +357,8 @@ class FakeVendor:
         ends before ``end`` when the fake is ``end_exclusive``; the records come in
         the fake's ``order`` (newest first unless it is ``"oldest_first"``).
         ``statuses`` empty or ``None`` means all; ``search`` is a case-insensitive
-        substring of the task name. Reflects the dataset as it is now.
+        substring of the task name. Reflects ``dataset`` as it is now (not its
+        ``replicas``).
         """
         return self.dataset.select(
             start,
@@ -347,6 +369,18 @@ class FakeVendor:
             end_exclusive=self.end_exclusive,
             order=self.order,
         )
+
+    def replica_for(self, n: int) -> int:
+        """Which dataset answers request ``n``: 0 for ``dataset``, ``i`` for ``replicas[i - 1]``.
+
+        Round-robin: request ``n`` goes to ``(n - 1) % (1 + len(replicas))``; random:
+        a draw seeded by ``seed`` and ``n``. Every request counts (see :meth:`on_request`),
+        so a fault or a refusal also takes its turn.
+        """
+        count = 1 + len(self.replicas)
+        if self.replica_order == "random":
+            return _rng.draw(self._replica_key, n) % count
+        return (n - 1) % count
 
     def insert_tasks(
         self,
@@ -460,7 +494,7 @@ class FakeVendor:
                 await self._drop(send)
             answer = self._fault_answer(fault, path)
         if answer is None:
-            answer = self._vendor_answer(headers, parsed)
+            answer = self._vendor_answer(n, headers, parsed)
         await self._send(send, answer)
         return answer.tag
 
@@ -524,7 +558,9 @@ class FakeVendor:
             )
         return self._http_error(status, path, extra=extra)
 
-    def _vendor_answer(self, headers: dict[str, str], body: dict[str, Any] | None) -> _Answer:
+    def _vendor_answer(
+        self, n: int, headers: dict[str, str], body: dict[str, Any] | None
+    ) -> _Answer:
         api_key = headers.get("api-key")
         if api_key is None:
             return self._envelope(CODE_AUTH, "Authentication error: Api-Key header is missing")
@@ -550,7 +586,9 @@ class FakeVendor:
             current, size, query = parse_query_body(body, end_exclusive=self.end_exclusive)
         except _BadRequest as exc:
             return self._envelope(CODE_PARAMS, f"Parameter exception: {exc}")
-        total, records = self.dataset.page(query, current, size, order=self.order)
+        which = self.replica_for(n)
+        dataset = self.dataset if which == 0 else self.replicas[which - 1]
+        total, records = dataset.page(query, current, size, order=self.order)
         data = {
             "records": [task.to_wire() for task in records],
             "total": total,

@@ -1,4 +1,4 @@
-"""Other server semantics on demand: an exclusive window end, oldest-first order."""
+"""Other server semantics on demand: an exclusive window end, oldest-first order, copies."""
 
 from __future__ import annotations
 
@@ -186,3 +186,24 @@ def test_every_oldest_first_page_agrees_with_a_brute_force_model(
         total, records = dataset.page(query, current, size, order="oldest_first")
         assert total == len(model)
         assert records == model[(current - 1) * size : current * size]
+
+
+# ------------------------------------------------------------------- copies
+
+
+def test_a_copy_holds_the_same_tasks_and_changes_apart() -> None:
+    original = Dataset.generate(40, seed=2)
+    original.change_status([next(iter(original)).job_id], 6)
+    twin = original.copy()
+    assert list(twin) == list(original)
+    kept = list(original)[3]
+    newest = twin.add_new(1, datetime(2024, 6, 30))[0]
+    twin.remove([t.job_id for t in list(twin)[5:7]])
+    original.change_status([kept.job_id], 4 if kept.status != 4 else 5)
+    assert len(twin) == 39
+    assert len(original) == 40
+    assert newest.job_id in twin
+    assert newest.job_id not in original
+    assert twin.get(kept.job_id) == kept
+    assert original.get(kept.job_id) != kept
+    assert original.add_new(1, datetime(2024, 6, 30))[0].job_id == newest.job_id  # own ids
