@@ -48,7 +48,9 @@ mutations while a client pages (:meth:`FakeVendor.insert_tasks`,
 :meth:`~FakeVendor.change_status`, :meth:`~FakeVendor.remove_tasks`,
 :meth:`~FakeVendor.on_request`); ``replicas`` that answer in turn (or
 seeded at random) and may disagree, so ``total`` flaps (:meth:`Dataset.copy` makes
-one to lag); other server semantics, ``end_exclusive``
+one to lag); :class:`Lies` in correct pages (a capped ``size``, page 1 for every
+page, a false ``current``, ``total`` or ``pages``, an empty or half page in the
+middle), for all requests or chosen ones; other server semantics, ``end_exclusive``
 (``strTime <= createdTime < endTime``) and ``order="oldest_first"``, which
 :meth:`FakeVendor.expected` follows; and what the fake saw in :class:`FakeStats`.
 Every choice is deterministic, fixed by seeds and request arrival numbers.
@@ -61,6 +63,7 @@ from __future__ import annotations
 
 from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import DEFAULT_RANDOM_KINDS, Fault, FaultKind, FaultPlan
+from ._lies import Lies, LiesPredicate
 from ._serve import aserve, serve
 from ._stats import FakeStats
 from ._vendor import (
@@ -90,6 +93,8 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "DEFAULT_RANDOM_KINDS",
+    "Lies",
+    "LiesPredicate",
     # serving on loopback
     "serve",
     "aserve",

@@ -13,7 +13,7 @@ Order of processing for one request:
 6. the vendor proper: ``Api-Key`` (-1), ``Sign`` (-1), ``Timestamp`` (-16), the
    ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0): read
    from the dataset or one of its ``replicas`` (:meth:`FakeVendor.replica_for`),
-   under the fake's ``end_exclusive`` and ``order``.
+   under the fake's ``end_exclusive`` and ``order``, and bent by ``lies`` if set.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import httpx
 from . import _rng
 from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import Fault, FaultCursor, FaultPlan
+from ._lies import Lies
 from ._stats import FakeStats
 from ._wire import (
     CODE_AUTH,
@@ -68,6 +69,7 @@ ReplicaOrder = Literal["round_robin", "random"]
 
 _JITTER_STREAM: Final = 2_000  # hash stream of the per-request jitter draw
 _REPLICA_STREAM: Final = 2_001  # hash stream of the per-request replica draw
+_TRUTH: Final = Lies()  # the answer of a fake that tells the truth
 _MAX_SIZE: Final = 100  # the vendor's largest page
 _DEFAULT_TASKS: Final = 200  # tasks in the default generated dataset
 #: What a dropped response manages to send before the connection dies.
@@ -247,6 +249,8 @@ class FakeVendor:
             settable. Mutations (:meth:`insert_tasks`...) touch ``dataset`` only.
         replica_order: ``"round_robin"`` or ``"random"`` (seeded by ``seed`` and the
             request's arrival number); settable.
+        lies: a :class:`Lies` that bends each correct page (``None``: the truth);
+            settable.
 
     ``fake.app`` (or the fake itself) is the ASGI 3 application; :meth:`transport`
     an in-process httpx transport; :func:`~itnio_async.testing.serve` serves it on
@@ -274,6 +278,7 @@ class FakeVendor:
         order: Order = "newest_first",
         replicas: Iterable[Dataset | Sequence[FakeTask]] = (),
         replica_order: ReplicaOrder = "round_robin",
+        lies: Lies | None = None,
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be > 0 (or None for no limit)")
@@ -308,6 +313,7 @@ class FakeVendor:
             r if isinstance(r, Dataset) else Dataset(r) for r in replicas
         ]
         self.replica_order: ReplicaOrder = replica_order
+        self.lies = lies
         self.stats = FakeStats()
         self._cursor = FaultCursor(faults)  # the fault plan and how far by_page got
         self._callbacks: list[RequestCallback] = []  # run in order before each answer
@@ -358,7 +364,7 @@ class FakeVendor:
         the fake's ``order`` (newest first unless it is ``"oldest_first"``).
         ``statuses`` empty or ``None`` means all; ``search`` is a case-insensitive
         substring of the task name. Reflects ``dataset`` as it is now (not its
-        ``replicas``).
+        ``replicas``), whatever ``lies`` the fake tells.
         """
         return self.dataset.select(
             start,
@@ -588,14 +594,20 @@ class FakeVendor:
             return self._envelope(CODE_PARAMS, f"Parameter exception: {exc}")
         which = self.replica_for(n)
         dataset = self.dataset if which == 0 else self.replicas[which - 1]
-        total, records = dataset.page(query, current, size, order=self.order)
+        order = self.order
+        lies = self.lies
+        if lies is None or not lies.applies(n, body if body is not None else {}):
+            lies = _TRUTH
+        records, said = lies.serve(
+            current, size, lambda page, per_page: dataset.page(query, page, per_page, order=order)
+        )
         data = {
             "records": [task.to_wire() for task in records],
-            "total": total,
-            "size": size,
-            "current": current,
+            "total": said["total"],
+            "size": said["size"],
+            "current": said["current"],
             "searchCount": True,
-            "pages": -(-total // size),
+            "pages": said["pages"],
         }
         return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], data)
 
