@@ -46,7 +46,11 @@ HTTP errors, dropped connections, delays), ``rate_limit`` (HTTP 429 with
 ``Retry-After``), ``latency``/``jitter``, ``clock_offset``, ``code_as_string``;
 mutations while a client pages (:meth:`FakeVendor.insert_tasks`,
 :meth:`~FakeVendor.change_status`, :meth:`~FakeVendor.remove_tasks`,
-:meth:`~FakeVendor.on_request`); ``replicas`` that answer in turn (or
+:meth:`~FakeVendor.on_request`), and :class:`Churn`, which on chosen requests moves
+tasks into and out of a status filter (balanced, so the total holds still, or one
+way), creates or removes them, picks them by :class:`Pick` (newest, oldest, seeded
+random, within times) and records each :class:`ChurnEvent`, so a test knows which
+records ``stayed`` in the filter throughout; ``replicas`` that answer in turn (or
 seeded at random) and may disagree, so ``total`` flaps (:meth:`Dataset.copy` makes
 one to lag); :class:`Lies` in correct pages (a capped ``size``, page 1 for every
 page, a false ``current``, ``total`` or ``pages``, an empty or half page in the
@@ -61,6 +65,7 @@ gives each test a fresh fake with a small generated dataset.
 
 from __future__ import annotations
 
+from ._churn import Churn, ChurnEvent, ChurnKind, ChurnMode, Pick, PickWhich
 from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import DEFAULT_RANDOM_KINDS, Fault, FaultKind, FaultPlan
 from ._lies import Lies, LiesPredicate
@@ -95,6 +100,12 @@ __all__ = [
     "DEFAULT_RANDOM_KINDS",
     "Lies",
     "LiesPredicate",
+    "Churn",
+    "ChurnEvent",
+    "ChurnKind",
+    "ChurnMode",
+    "Pick",
+    "PickWhich",
     # serving on loopback
     "serve",
     "aserve",
