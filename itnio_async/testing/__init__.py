@@ -46,7 +46,18 @@ HTTP errors, dropped connections, delays), ``rate_limit`` (HTTP 429 with
 ``Retry-After``), ``latency``/``jitter``, ``clock_offset``, ``code_as_string``;
 mutations while a client pages (:meth:`FakeVendor.insert_tasks`,
 :meth:`~FakeVendor.change_status`, :meth:`~FakeVendor.remove_tasks`,
-:meth:`~FakeVendor.on_request`); and what the fake saw in :class:`FakeStats`.
+:meth:`~FakeVendor.on_request`), and :class:`Churn`, which on chosen requests moves
+tasks into and out of a status filter (balanced, so the total holds still, or one
+way), creates or removes them, picks them by :class:`Pick` (newest, oldest, seeded
+random, within times) and records each :class:`ChurnEvent`, so a test knows which
+records ``stayed`` in the filter throughout; ``replicas`` that answer in turn (or
+seeded at random) and may disagree, so ``total`` flaps (:meth:`Dataset.copy` makes
+one to lag); :class:`Lies` in correct pages (a capped ``size``, page 1 for every
+page, a false ``current``, ``total`` or ``pages``, an empty or half page in the
+middle), for all requests or chosen ones; other server semantics, ``end_exclusive``
+(``strTime <= createdTime < endTime``) and ``order="oldest_first"``, which
+:meth:`FakeVendor.expected` follows; and what the fake saw in :class:`FakeStats`.
+Every choice is deterministic, fixed by seeds and request arrival numbers.
 
 With pytest, the ``itnio_fake`` fixture (``itnio_async.testing.pytest_plugin``)
 gives each test a fresh fake with a small generated dataset.
@@ -54,11 +65,19 @@ gives each test a fresh fake with a small generated dataset.
 
 from __future__ import annotations
 
-from ._dataset import Dataset, FakeTask, Query
+from ._churn import Churn, ChurnEvent, ChurnKind, ChurnMode, Pick, PickWhich
+from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import DEFAULT_RANDOM_KINDS, Fault, FaultKind, FaultPlan
+from ._lies import Lies, LiesPredicate
 from ._serve import aserve, serve
 from ._stats import FakeStats
-from ._vendor import DroppedConnection, FakeTransport, FakeVendor, RequestCallback
+from ._vendor import (
+    DroppedConnection,
+    FakeTransport,
+    FakeVendor,
+    ReplicaOrder,
+    RequestCallback,
+)
 from ._wire import QUERY_PATH, WIRE_TIME_FORMAT
 
 __all__ = [
@@ -68,6 +87,8 @@ __all__ = [
     "FakeStats",
     "RequestCallback",
     "DroppedConnection",
+    "ReplicaOrder",
+    "Order",
     # its data
     "Dataset",
     "FakeTask",
@@ -77,6 +98,14 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "DEFAULT_RANDOM_KINDS",
+    "Lies",
+    "LiesPredicate",
+    "Churn",
+    "ChurnEvent",
+    "ChurnKind",
+    "ChurnMode",
+    "Pick",
+    "PickWhich",
     # serving on loopback
     "serve",
     "aserve",

@@ -15,7 +15,9 @@ by ``jobId`` descending.
 
 Time windows are inclusive at both ends: a task matches when
 ``strTime <= createdTime <= endTime``. Times are naive ``datetime`` values in whole
-seconds (the vendor's ``LocalDateTime`` has no zone and no fraction).
+seconds (the vendor's ``LocalDateTime`` has no zone and no fraction). For servers
+that differ, a query can instead end before ``endTime`` (``end_exclusive``) and a
+page or selection can be read oldest first (:data:`Order`).
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 
 from . import _rng
 from ._wire import format_wire_time, from_seconds, parse_wire_time, to_seconds, to_seconds_ceil
 
-__all__ = ["Dataset", "FakeTask"]
+__all__ = ["Dataset", "FakeTask", "Order"]
+
+#: The order records are served in: the vendor's ``"newest_first"`` (``createdTime``
+#: desc, then ``jobId`` desc) or its exact reverse, ``"oldest_first"``.
+Order = Literal["newest_first", "oldest_first"]
+_ORDERS: Final = ("newest_first", "oldest_first")
 
 #: Task status values the vendor documents (others may appear in future).
 STATUS_WAITING: Final = 0
@@ -95,6 +102,11 @@ _S_MAIN, _S_COUNTS, _S_NAME, _S_JOB, _S_BURST = range(5)
 _FILTER_CACHE_SIZE: Final = 16
 
 _MIN_JOB_ID: Final = -(1 << 63)
+
+
+def _check_order(order: str) -> None:
+    if order not in _ORDERS:
+        raise ValueError(f"order must be one of {', '.join(_ORDERS)}, not {order!r}")
 
 
 def _whole_seconds(value: datetime) -> datetime:
@@ -166,7 +178,8 @@ class Query:
     """A resolved filter: an inclusive window of whole seconds plus optional filters.
 
     ``statuses`` ``None`` means every status; ``search`` is already case-folded and
-    ``None`` when no search applies.
+    ``None`` when no search applies. An exclusive end is resolved into this
+    inclusive form by :meth:`build`.
     """
 
     lo_sec: int
@@ -183,14 +196,20 @@ class Query:
         statuses: Iterable[int] | None = None,
         app_id: int | None = None,
         search: str | None = None,
+        *,
+        end_exclusive: bool = False,
     ) -> Query:
-        """Resolve user-facing filter values (as the vendor reads its request body)."""
+        """Resolve user-facing filter values (as the vendor reads its request body).
+
+        ``end_exclusive`` makes the window ``start <= createdTime < end`` instead of
+        the vendor's inclusive ``<= end``.
+        """
         start_dt = parse_wire_time(start) if isinstance(start, str) else start
         end_dt = parse_wire_time(end) if isinstance(end, str) else end
         status_set = frozenset(statuses) if statuses is not None else frozenset()
         return cls(
             lo_sec=to_seconds_ceil(start_dt),
-            hi_sec=to_seconds(end_dt),
+            hi_sec=to_seconds_ceil(end_dt) - 1 if end_exclusive else to_seconds(end_dt),
             statuses=status_set or None,
             app_id=app_id,
             search=search.casefold() if search else None,
@@ -508,6 +527,25 @@ class Dataset:
         dataset._high_water = dataset._gen.job_id(count - 1) if count else JOB_ID_BASE
         return dataset
 
+    def copy(self) -> Dataset:
+        """An independent dataset holding the same tasks (mutating one leaves the other).
+
+        Cheap for a generated dataset: the lazy base is shared, the overlay copied.
+        Handy for a replica that lags: ``lagging = fake.dataset.copy()``, then mutate
+        the fake's dataset only.
+        """
+        with self._lock:
+            twin = Dataset()
+            twin._gen = self._gen
+            twin._seed = self._seed
+            twin._masked = list(self._masked)
+            twin._overlay = list(self._overlay)
+            twin._overlay_keys = list(self._overlay_keys)
+            twin._by_id = dict(self._by_id)
+            twin._high_water = self._high_water
+            twin._app_ids = self._app_ids
+            return twin
+
     # ----------------------------------------------------------------- reading
 
     @property
@@ -544,14 +582,22 @@ class Dataset:
         statuses: Iterable[int] | None = None,
         app_id: int | None = None,
         search: str | None = None,
+        end_exclusive: bool = False,
+        order: Order = "newest_first",
     ) -> list[FakeTask]:
         """Every task a query for this window and filters matches, newest first.
 
-        The window is inclusive: ``start <= created_time <= end``. ``statuses``
-        empty or ``None`` means all; ``search`` is a case-insensitive substring of
-        the task name.
+        The window is inclusive: ``start <= created_time <= end`` (``< end`` with
+        ``end_exclusive``). ``statuses`` empty or ``None`` means all; ``search`` is a
+        case-insensitive substring of the task name. ``order="oldest_first"`` gives
+        the same tasks in the reverse order.
         """
-        return list(self._iterate(Query.build(start, end, statuses, app_id, search)))
+        _check_order(order)
+        query = Query.build(start, end, statuses, app_id, search, end_exclusive=end_exclusive)
+        found = list(self._iterate(query))
+        if order == "oldest_first":
+            found.reverse()
+        return found
 
     def _iterate(self, query: Query | None) -> Iterator[FakeTask]:
         # A separate path from page(): a plain merge, so each checks the other in tests.
@@ -575,51 +621,65 @@ class Dataset:
 
         return heapq.merge(base(), overlay, key=lambda task: task.sort_key, reverse=True)
 
-    def page(self, query: Query, current: int, size: int) -> tuple[int, list[FakeTask]]:
+    def page(
+        self, query: Query, current: int, size: int, *, order: Order = "newest_first"
+    ) -> tuple[int, list[FakeTask]]:
         """``(total, records)`` of page ``current`` (1-based) of ``size`` for ``query``.
 
         Offset paging as MyBatis-Plus does it: records ``(current - 1) * size`` onwards
-        in the vendor's order; a page past the end is empty but keeps the total.
+        in the vendor's order (or from the oldest, with ``order="oldest_first"``); a
+        page past the end is empty but keeps the total.
         """
+        _check_order(order)
         with self._lock:
             view = self._base_view(query)
             overlay = self._overlay_matches(query)  # newest first
-            base_count = view.length if view is not None else 0
-            total = base_count + len(overlay)
+            total = (view.length if view is not None else 0) + len(overlay)
             offset = (current - 1) * size
-            end = min(offset + size, total)
             if offset >= total:
                 return total, []
-            if view is None or base_count == 0:
-                return total, overlay[offset:end]
-            gen = self._gen
-            assert gen is not None
-            if not overlay:
-                return total, [gen.task(view.index_at_rank(r)) for r in range(offset, end)]
-
-            def merged_position(j: int) -> int:
-                # overlay[j] comes after j overlay tasks and every newer base task
-                return j + view.count_above(overlay[j].sort_key)
-
-            lo, hi = 0, len(overlay)  # first overlay task at or after the page start
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if merged_position(mid) < offset:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            j, rank = lo, offset - lo
-            next_at = merged_position(j) if j < len(overlay) else -1
-            records: list[FakeTask] = []
-            for position in range(offset, end):
-                if position == next_at:
-                    records.append(overlay[j])
-                    j += 1
-                    next_at = merged_position(j) if j < len(overlay) else -1
-                else:
-                    records.append(gen.task(view.index_at_rank(rank)))
-                    rank += 1
+            end = min(offset + size, total)
+            if order == "newest_first":
+                return total, self._ranks(view, overlay, offset, end)
+            records = self._ranks(view, overlay, total - end, total - offset)
+            records.reverse()
             return total, records
+
+    def _ranks(
+        self, view: _BaseView | None, overlay: list[FakeTask], offset: int, end: int
+    ) -> list[FakeTask]:
+        """The tasks at newest-first ranks ``offset..end - 1`` of a query's view and overlay."""
+        base_count = view.length if view is not None else 0
+        if view is None or base_count == 0:
+            return overlay[offset:end]
+        gen = self._gen
+        assert gen is not None
+        if not overlay:
+            return [gen.task(view.index_at_rank(r)) for r in range(offset, end)]
+
+        def merged_position(j: int) -> int:
+            # overlay[j] comes after j overlay tasks and every newer base task
+            return j + view.count_above(overlay[j].sort_key)
+
+        lo, hi = 0, len(overlay)  # first overlay task at or after the page start
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if merged_position(mid) < offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        j, rank = lo, offset - lo
+        next_at = merged_position(j) if j < len(overlay) else -1
+        records: list[FakeTask] = []
+        for position in range(offset, end):
+            if position == next_at:
+                records.append(overlay[j])
+                j += 1
+                next_at = merged_position(j) if j < len(overlay) else -1
+            else:
+                records.append(gen.task(view.index_at_rank(rank)))
+                rank += 1
+        return records
 
     def _base_index(self, job_id: int) -> int | None:
         if self._gen is None:

@@ -11,7 +11,9 @@ Order of processing for one request:
    requests consume no fault);
 5. latency, jitter and any ``Fault.delay``;
 6. the vendor proper: ``Api-Key`` (-1), ``Sign`` (-1), ``Timestamp`` (-16), the
-   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0).
+   ``Content-Type`` (HTTP 415 unless JSON), the body (-22), then the page (0): read
+   from the dataset or one of its ``replicas`` (:meth:`FakeVendor.replica_for`),
+   under the fake's ``end_exclusive`` and ``order``, and bent by ``lies`` if set.
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ import time as _time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 import httpx
 
 from . import _rng
-from ._dataset import Dataset, FakeTask, Query
+from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import Fault, FaultCursor, FaultPlan
+from ._lies import Lies
 from ._stats import FakeStats
 from ._wire import (
     CODE_AUTH,
@@ -50,7 +53,7 @@ from ._wire import (
     spring_error,
 )
 
-__all__ = ["DroppedConnection", "FakeTransport", "FakeVendor", "RequestCallback"]
+__all__ = ["DroppedConnection", "FakeTransport", "FakeVendor", "ReplicaOrder", "RequestCallback"]
 
 #: ASGI shapes, loosely typed as the spec leaves them.
 Scope = MutableMapping[str, Any]
@@ -61,7 +64,12 @@ Send = Callable[[Message], Awaitable[None]]
 #: ``callback(n, body)`` run before request ``n`` is answered; may return an awaitable.
 RequestCallback = Callable[[int, dict[str, Any]], object]
 
+#: How a fake picks the dataset that answers a request: in turn, or seeded at random.
+ReplicaOrder = Literal["round_robin", "random"]
+
 _JITTER_STREAM: Final = 2_000  # hash stream of the per-request jitter draw
+_REPLICA_STREAM: Final = 2_001  # hash stream of the per-request replica draw
+_TRUTH: Final = Lies()  # the answer of a fake that tells the truth
 _MAX_SIZE: Final = 100  # the vendor's largest page
 _DEFAULT_TASKS: Final = 200  # tasks in the default generated dataset
 #: What a dropped response manages to send before the connection dies.
@@ -129,8 +137,13 @@ def _time_field(params: dict[str, Any], name: str) -> datetime:
         ) from None
 
 
-def parse_query_body(body: dict[str, Any] | None) -> tuple[int, int, Query]:
-    """Validate a query body as the vendor does: ``(current, size, query)`` or ``_BadRequest``."""
+def parse_query_body(
+    body: dict[str, Any] | None, *, end_exclusive: bool = False
+) -> tuple[int, int, Query]:
+    """Validate a query body as the vendor does: ``(current, size, query)`` or ``_BadRequest``.
+
+    ``end_exclusive`` resolves the window as ``strTime <= createdTime < endTime``.
+    """
     if body is None:
         raise _BadRequest("the request body must be a JSON object")
     current = _int_field(body, "current", "current")
@@ -161,7 +174,11 @@ def parse_query_body(body: dict[str, Any] | None) -> tuple[int, int, Query]:
     search = params.get("searchCondition")
     if search is not None and not isinstance(search, str):
         raise _BadRequest("params.searchCondition must be a string")
-    return current, size, Query.build(start, end, statuses, app_id, search)
+    return (
+        current,
+        size,
+        Query.build(start, end, statuses, app_id, search, end_exclusive=end_exclusive),
+    )
 
 
 class FakeTransport(httpx.AsyncBaseTransport):
@@ -223,6 +240,17 @@ class FakeVendor:
             ``time.monotonic``).
         tz: the zone of the vendor's ``LocalDateTime``: :meth:`now` and the creation
             time of :meth:`insert_tasks` use it (default UTC).
+        end_exclusive: serve the window ``strTime <= createdTime < endTime`` instead
+            of the vendor's inclusive end; settable.
+        order: ``"newest_first"`` (the vendor's) or ``"oldest_first"`` (``createdTime``
+            then ``jobId`` ascending); settable.
+        replicas: more datasets that answer in turn with ``dataset`` (see
+            :meth:`replica_for`), like replicas behind a load balancer that disagree;
+            settable. Mutations (:meth:`insert_tasks`...) touch ``dataset`` only.
+        replica_order: ``"round_robin"`` or ``"random"`` (seeded by ``seed`` and the
+            request's arrival number); settable.
+        lies: a :class:`Lies` that bends each correct page (``None``: the truth);
+            settable.
 
     ``fake.app`` (or the fake itself) is the ASGI 3 application; :meth:`transport`
     an in-process httpx transport; :func:`~itnio_async.testing.serve` serves it on
@@ -246,11 +274,22 @@ class FakeVendor:
         clock: Callable[[], float] | None = None,
         monotonic: Callable[[], float] | None = None,
         tz: tzinfo = UTC,
+        end_exclusive: bool = False,
+        order: Order = "newest_first",
+        replicas: Iterable[Dataset | Sequence[FakeTask]] = (),
+        replica_order: ReplicaOrder = "round_robin",
+        lies: Lies | None = None,
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be > 0 (or None for no limit)")
         if min(latency, jitter, timestamp_tolerance) < 0:
             raise ValueError("latency, jitter and timestamp_tolerance must be >= 0")
+        if order not in ("newest_first", "oldest_first"):
+            raise ValueError(f"order must be 'newest_first' or 'oldest_first', not {order!r}")
+        if replica_order not in ("round_robin", "random"):
+            raise ValueError(
+                f"replica_order must be 'round_robin' or 'random', not {replica_order!r}"
+            )
         self.api_key = api_key
         self.api_secret = api_secret
         if dataset is None:
@@ -268,11 +307,19 @@ class FakeVendor:
         self.clock: Callable[[], float] = clock or _time.time
         self.monotonic: Callable[[], float] = monotonic or _time.monotonic
         self.tz = tz
+        self.end_exclusive = end_exclusive
+        self.order: Order = order
+        self.replicas: list[Dataset] = [
+            r if isinstance(r, Dataset) else Dataset(r) for r in replicas
+        ]
+        self.replica_order: ReplicaOrder = replica_order
+        self.lies = lies
         self.stats = FakeStats()
         self._cursor = FaultCursor(faults)  # the fault plan and how far by_page got
         self._callbacks: list[RequestCallback] = []  # run in order before each answer
         self._windows: dict[str, deque[float]] = {}  # per Api-Key: admitted arrival times
         self._jitter_key = _rng.stream_key(seed, _JITTER_STREAM)
+        self._replica_key = _rng.stream_key(seed, _REPLICA_STREAM)
 
     # -------------------------------------------------------------- public API
 
@@ -310,13 +357,36 @@ class FakeVendor:
         app_id: int | None = None,
         search: str | None = None,
     ) -> list[FakeTask]:
-        """Exactly what a correct client streams for this window and filters, newest first.
+        """Exactly what a correct client streams for this window and filters, in order.
 
-        The window is inclusive at both ends (``start <= createdTime <= end``);
+        The window is inclusive at both ends (``start <= createdTime <= end``), or
+        ends before ``end`` when the fake is ``end_exclusive``; the records come in
+        the fake's ``order`` (newest first unless it is ``"oldest_first"``).
         ``statuses`` empty or ``None`` means all; ``search`` is a case-insensitive
-        substring of the task name. Reflects the dataset as it is now.
+        substring of the task name. Reflects ``dataset`` as it is now (not its
+        ``replicas``), whatever ``lies`` the fake tells.
         """
-        return self.dataset.select(start, end, statuses=statuses, app_id=app_id, search=search)
+        return self.dataset.select(
+            start,
+            end,
+            statuses=statuses,
+            app_id=app_id,
+            search=search,
+            end_exclusive=self.end_exclusive,
+            order=self.order,
+        )
+
+    def replica_for(self, n: int) -> int:
+        """Which dataset answers request ``n``: 0 for ``dataset``, ``i`` for ``replicas[i - 1]``.
+
+        Round-robin: request ``n`` goes to ``(n - 1) % (1 + len(replicas))``; random:
+        a draw seeded by ``seed`` and ``n``. Every request counts (see :meth:`on_request`),
+        so a fault or a refusal also takes its turn.
+        """
+        count = 1 + len(self.replicas)
+        if self.replica_order == "random":
+            return _rng.draw(self._replica_key, n) % count
+        return (n - 1) % count
 
     def insert_tasks(
         self,
@@ -430,7 +500,7 @@ class FakeVendor:
                 await self._drop(send)
             answer = self._fault_answer(fault, path)
         if answer is None:
-            answer = self._vendor_answer(headers, parsed)
+            answer = self._vendor_answer(n, headers, parsed)
         await self._send(send, answer)
         return answer.tag
 
@@ -494,7 +564,9 @@ class FakeVendor:
             )
         return self._http_error(status, path, extra=extra)
 
-    def _vendor_answer(self, headers: dict[str, str], body: dict[str, Any] | None) -> _Answer:
+    def _vendor_answer(
+        self, n: int, headers: dict[str, str], body: dict[str, Any] | None
+    ) -> _Answer:
         api_key = headers.get("api-key")
         if api_key is None:
             return self._envelope(CODE_AUTH, "Authentication error: Api-Key header is missing")
@@ -517,17 +589,25 @@ class FakeVendor:
         if "json" not in headers.get("content-type", "").lower():
             return self._http_error(415, QUERY_PATH, "Content-Type must be application/json")
         try:
-            current, size, query = parse_query_body(body)
+            current, size, query = parse_query_body(body, end_exclusive=self.end_exclusive)
         except _BadRequest as exc:
             return self._envelope(CODE_PARAMS, f"Parameter exception: {exc}")
-        total, records = self.dataset.page(query, current, size)
+        which = self.replica_for(n)
+        dataset = self.dataset if which == 0 else self.replicas[which - 1]
+        order = self.order
+        lies = self.lies
+        if lies is None or not lies.applies(n, body if body is not None else {}):
+            lies = _TRUTH
+        records, said = lies.serve(
+            current, size, lambda page, per_page: dataset.page(query, page, per_page, order=order)
+        )
         data = {
             "records": [task.to_wire() for task in records],
-            "total": total,
-            "size": size,
-            "current": current,
+            "total": said["total"],
+            "size": said["size"],
+            "current": said["current"],
             "searchCount": True,
-            "pages": -(-total // size),
+            "pages": said["pages"],
         }
         return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], data)
 
