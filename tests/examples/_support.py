@@ -190,7 +190,7 @@ def churn(
     fake.change_status(entering, status)
     fake.remove_tasks(leaving)
     fake.insert_tasks(3, created_time=start, status=status)  # below: a resume hands them out
-    assert end > datetime.fromisoformat(written[0]["created_time"])
+    assert end > last[0], "no second left above the cursor to create tasks in"
     return {task.job_id for task in fake.insert_tasks(3, created_time=end, status=status)}
 
 
