@@ -15,17 +15,24 @@ How a kill at any moment can neither lose nor repeat a record:
 
 1. each page's records are appended to the output and flushed to disk (``fsync``);
 2. then the checkpoint is replaced atomically (written to a temporary file, flushed, and
-   renamed over the old one with ``os.replace``): the next page, the output's length,
-   and the job ids of the last records written;
+   renamed over the old one with ``os.replace``): the output's length, the records
+   written, and the stream's cursor after that page (``stream.progress.resume_from``),
+   which stands exactly after the records handed out so far;
 3. on resume, the output is first cut back to the length in the checkpoint, which drops
-   whatever a kill between 1 and 2 left behind, then the stream starts one page before
-   the checkpoint's (``start_page=``) and drops the records already written, by job id,
-   so that tasks that left the result meanwhile, moving the page boundaries up, cannot
-   make it skip records either.
+   whatever a kill between 1 and 2 left behind: the output then holds exactly the records
+   before the cursor. The stream goes on from the cursor (``resume_from=``), which hands
+   out exactly the records after it: none before it again, none skipped, whatever tasks
+   were created, deleted or changed status between the runs.
 
-A window whose end lies in the future is frozen on the first run, at the vendor's "now"
-(this needs ``ITNIO_SERVER_TIMEZONE``), and kept in the checkpoint: tasks created later
-cannot shift the pages under a job that spans several runs.
+So every task that stays in the window and filters for the whole job is written once, in
+order, however many runs it takes; there are no pages to go back over and no repeats to
+drop. (If the vendor's replies ever stop following the time order the cursor relies on,
+the client falls back to paging by page number and logs a warning; the cursor then
+resumes exactly only while the result holds still.)
+
+A window whose end lies in the future is frozen by the client on the first run, at the
+vendor's "now" (this needs ``ITNIO_SERVER_TIMEZONE``), and the cursor carries it: tasks
+created later do not join a job that spans several runs.
 
 Settings (environment, read by ``examples/settings.py``, which says what each means):
 ``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required), ``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT``
@@ -48,9 +55,8 @@ import logging
 import os
 import signal
 import sys
-from collections import deque
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -58,7 +64,7 @@ import attrs
 
 from examples.records import json_lines
 from examples.settings import open_client
-from itnio_async import AsyncVoiceClient, ItnioError
+from itnio_async import AsyncVoiceClient, ItnioError, StreamCursor
 
 __all__ = [
     "Checkpoint",
@@ -72,7 +78,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The checkpoint's format; a checkpoint of another format is refused.
-CHECKPOINT_VERSION: Final = 1
+CHECKPOINT_VERSION: Final = 2
 
 
 class CheckpointError(Exception):
@@ -126,28 +132,32 @@ class Checkpoint:
 
     #: The job as it was asked for.
     job: Job
-    #: The window's end as fetched: ``job.end``, or the vendor's "now" when that was earlier.
-    end: datetime
-    #: The first page not yet written.
-    next_page: int = 1
+    #: The output's file name: a checkpoint is refused for another output.
+    output: str
     #: Bytes of the output that hold whole pages; anything after them is cut on resume.
     output_bytes: int = 0
     #: Records written.
     records: int = 0
-    #: Job ids of the last records written (two pages' worth), to drop repeats on resume.
-    recent_ids: list[int] = attrs.field(factory=list)
+    #: ``str(stream.progress.resume_from)`` after the last page written (``None`` before
+    #: the first): where the next run goes on. It carries the window as queried.
+    cursor: str | None = None
     #: Whether the whole window was written.
     done: bool = False
+
+    @property
+    def window_end(self) -> datetime | None:
+        """The window's end as queried (frozen at the vendor's "now" on the first run if
+        it lay in the future), once a page has been written."""
+        return None if self.cursor is None else StreamCursor.from_string(self.cursor).end
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "job": self.job.to_json(),
-            "end": self.end.isoformat(),
-            "next_page": self.next_page,
+            "output": self.output,
             "output_bytes": self.output_bytes,
             "records": self.records,
-            "recent_ids": self.recent_ids,
+            "cursor": self.cursor,
             "done": self.done,
         }
 
@@ -158,17 +168,20 @@ class Checkpoint:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        if data.get("version") != CHECKPOINT_VERSION:
+        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(f"{path} is not a checkpoint of this program (version)")
-        return cls(
-            Job.from_json(data["job"]),
-            _time(data["end"]),
-            int(data["next_page"]),
-            int(data["output_bytes"]),
-            int(data["records"]),
-            [int(i) for i in data["recent_ids"]],
-            bool(data["done"]),
-        )
+        try:
+            cursor = data["cursor"]
+            return cls(
+                Job.from_json(data["job"]),
+                str(data["output"]),
+                int(data["output_bytes"]),
+                int(data["records"]),
+                None if cursor is None else str(cursor),
+                bool(data["done"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path} is not a valid checkpoint ({exc!r})") from None
 
     def save(self, path: Path) -> None:
         """Replace the checkpoint at ``path`` atomically: a reader (or a kill) sees the old
@@ -221,16 +234,6 @@ class _Output:
         self._file.close()
 
 
-def _frozen_end(client: AsyncVoiceClient, start: datetime, end: datetime) -> datetime:
-    """``end``, or the vendor's last whole second when that is earlier (with a known zone)."""
-    if client.server_timezone is None:
-        return end  # the vendor's "now" is unknown without its zone: keep the window as asked
-    now = client.server_now() - timedelta(seconds=1)
-    if end.tzinfo is None:
-        now = now.replace(tzinfo=None)
-    return max(start, min(end, now))
-
-
 # -- the job -----------------------------------------------------------------------------
 
 
@@ -240,8 +243,8 @@ class Summary:
 
     #: Records in the output (all runs together).
     records: int
-    #: The page this run started from (1 for a fresh job).
-    resumed_from: int
+    #: Records the output held when this run started (0 for a fresh job).
+    resumed_at: int
     #: Records this run wrote.
     written: int
     #: Whether the job is complete.
@@ -267,57 +270,57 @@ async def run_job(
     checkpoint_path = checkpoint_path or checkpoint_path_for(out)
     state = await asyncio.to_thread(Checkpoint.load, checkpoint_path)
     if state is None:
-        state = Checkpoint(job, _frozen_end(client, job.start, job.end))
+        state = Checkpoint(job, out.name)
     elif state.job != job:
         raise CheckpointError(
             f"{checkpoint_path} belongs to another job ({state.job}); "
             "delete it or pass another --checkpoint"
         )
+    elif state.output != out.name:
+        raise CheckpointError(
+            f"{checkpoint_path} belongs to another output ({state.output}, not {out.name}); "
+            "pass that --out, or delete the checkpoint to start afresh"
+        )
+    resumed_at = state.records
     if state.done:
         logger.info("the job is already complete: %d records in %s", state.records, out)
-        return Summary(state.records, state.next_page, 0, True)
+        return Summary(state.records, resumed_at, 0, True)
 
-    resumed_from = state.next_page
-    # One page back: if tasks left the result meanwhile, records moved up onto it.
-    start_page = max(1, state.next_page - 1)
-    already_written = frozenset(state.recent_ids)  # repeats can only be of these
-    recent = deque(state.recent_ids, maxlen=2 * job.page_size)
+    if state.cursor is not None:
+        logger.info("resuming after %d records", state.records)
     written = 0
-    if resumed_from > 1:
-        logger.info("resuming at page %d (%d records written)", resumed_from, state.records)
     output = await asyncio.to_thread(_Output, out, state.output_bytes)
     try:
         stream = client.iter_group_call_pages(
             job.start,
-            state.end,
+            job.end,
             statuses=job.statuses,
             app_id=job.app_id,
             search=job.search,
             page_size=job.page_size,
             concurrency=concurrency,
-            start_page=start_page,
+            resume_from=state.cursor,
         )
         async with contextlib.aclosing(stream):
             async for page in stream:
-                fresh = [r for r in page.records if r.job_id not in already_written]
-                data = json_lines(fresh).encode()
+                data = json_lines(page.records).encode()
                 # First the records, on disk...
                 await asyncio.to_thread(output.append, data)
-                # ...then the checkpoint that counts them.
+                # ...then the checkpoint that counts them and says where to go on.
                 state.output_bytes += len(data)
-                state.records += len(fresh)
-                state.next_page = stream.progress.next_page
-                recent.extend(r.job_id for r in fresh)
-                state.recent_ids = list(recent)
+                state.records += len(page.records)
+                cursor = stream.progress.resume_from
+                assert cursor is not None  # a page stream sets it before each page
+                state.cursor = str(cursor)
                 await asyncio.to_thread(state.save, checkpoint_path)
-                written += len(fresh)
-                logger.debug("page %d: %d records written", page.current, len(fresh))
+                written += len(page.records)
+                logger.debug("%d records written", state.records)
         state.done = True
         await asyncio.to_thread(state.save, checkpoint_path)
     finally:
         await asyncio.to_thread(output.close)
     logger.info("done: %d records in %s", state.records, out)
-    return Summary(state.records, resumed_from, written, True)
+    return Summary(state.records, resumed_at, written, True)
 
 
 # -- the process -------------------------------------------------------------------------
@@ -390,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ItnioError as exc:  # its message names the page
+    except ItnioError as exc:  # the checkpoint stands after the last page written
         print(f"error: {exc}; run the same command again to resume", file=sys.stderr)
         return 1
 

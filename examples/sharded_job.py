@@ -17,9 +17,19 @@ every process can reach)::
 How the work is split: ``plan_shards`` cuts the window into whole-second time slices that do
 not overlap and together cover it (a task belongs to exactly one slice), with about the same
 number of tasks in each, at a cost of ``2 * shards - 1`` tiny requests. Each arq job streams
-its slice with ``iter_group_calls`` and writes it to ``OUT_DIR/<name>-<index>.jsonl`` (to a
-temporary file renamed at the end, so a job run again rewrites its file, never appends to
-it), then returns its count; the planner compares the counts with the plan.
+its slice and writes it to ``OUT_DIR/<name>-<index>.jsonl``, then returns its count; the
+planner compares the counts with the plan.
+
+How a slice survives its worker: the job is ``examples/checkpointed_worker.py``'s
+``run_job`` on the slice. It appends each page to ``<name>-<index>.jsonl.part`` and then
+saves the output's length and the stream's cursor in a checkpoint file of that slice
+beside it; the finished file is renamed into place and the checkpoint removed. When a
+worker is stopped (SIGINT, SIGTERM: arq cancels the job and runs it again later, on any
+worker that shares the output directory), the job goes on from its slice's cursor, with
+``resume_from=``: nothing already written is fetched again, and nothing is lost or repeated
+even if tasks changed meanwhile. A checkpoint of another slice (an earlier plan under the
+same name) is dropped and the slice starts afresh; a slice that finished is rewritten,
+never appended to, if its job runs again.
 
 How the limit is shared: each worker process makes one ``AsyncVoiceClient`` at startup
 (arq's ``on_startup``; the jobs of that process share it through ``ctx``) with a
@@ -53,7 +63,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 import attrs
 from arq import create_pool
@@ -61,9 +71,10 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job
 from arq.worker import Worker
 
-from examples.records import json_lines
+from examples.checkpointed_worker import Checkpoint, CheckpointError, checkpoint_path_for, run_job
+from examples.checkpointed_worker import Job as SliceJob
 from examples.settings import Settings, open_client
-from itnio_async import AsyncVoiceClient, GroupCallRecord, Shard, plan_shards
+from itnio_async import AsyncVoiceClient, Shard, plan_shards
 
 __all__ = [
     "JobSettings",
@@ -82,8 +93,6 @@ DEFAULT_QUEUE: Final = "itnio:exports"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 #: Slices one worker process streams at once, when ``ITNIO_WORKER_JOBS`` is not set.
 DEFAULT_WORKER_JOBS: Final = 4
-#: Records written to a slice's file at a time.
-WRITE_BATCH: Final = 500
 
 
 # -- settings: the client's, and the queue's ----------------------------------------------
@@ -108,8 +117,9 @@ class JobSettings(Settings):
 # -- the worker side ---------------------------------------------------------------------
 
 
-class _SliceFile:
-    """A slice's output: written to ``<path>.part``, renamed to ``path`` once complete.
+class _SliceFiles:
+    """A slice's files: ``<path>.part`` while it is written, with its checkpoint beside it;
+    ``path`` once complete.
 
     Blocking file calls, which the job runs in a thread (``asyncio.to_thread``).
     """
@@ -117,22 +127,27 @@ class _SliceFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.partial = path.with_name(path.name + ".part")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The temporary file, truncated: a job run again starts its slice afresh.
-        self._file: IO[bytes] = self.partial.open("wb")
+        self.checkpoint = checkpoint_path_for(self.partial)
 
-    def write(self, data: bytes) -> None:
-        self._file.write(data)
+    def prepare(self, job: SliceJob) -> None:
+        """Keep a checkpoint of this very slice to go on from; drop anything else left."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            state = Checkpoint.load(self.checkpoint)
+        except CheckpointError as exc:
+            logger.warning("starting %s afresh: %s", self.path.name, exc)
+            state = None
+        if state is not None and state.job == job and self.partial.exists():
+            return  # run_job goes on from it
+        if state is not None:
+            logger.info("starting %s afresh: the checkpoint left is of another slice", self.path)
+        self.checkpoint.unlink(missing_ok=True)
+        self.partial.unlink(missing_ok=True)
 
     def commit(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        """Put the complete slice in place, then forget its checkpoint."""
         os.replace(self.partial, self.path)
-
-    def discard(self) -> None:
-        self._file.close()
-        self.partial.unlink(missing_ok=True)
+        self.checkpoint.unlink()
 
 
 async def export_shard(
@@ -143,29 +158,34 @@ async def export_shard(
     out: str,
     statuses: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The arq job: stream one slice to ``out``; return its count (and which worker ran it)."""
+    """The arq job: stream one slice to ``out``; return its count (and which worker ran it).
+
+    Run again after its worker stopped, it goes on from the slice's checkpoint.
+    """
     client: AsyncVoiceClient = ctx["itnio"]
-    output = await asyncio.to_thread(_SliceFile, Path(out))
-    count = 0
-    try:
-        stream = client.iter_group_calls(
-            datetime.fromisoformat(start), datetime.fromisoformat(end), statuses=statuses
-        )
-        batch: list[GroupCallRecord] = []
-        async with contextlib.aclosing(stream):
-            async for record in stream:
-                batch.append(record)
-                count += 1
-                if len(batch) >= WRITE_BATCH:
-                    await asyncio.to_thread(output.write, json_lines(batch).encode())
-                    batch.clear()
-        await asyncio.to_thread(output.write, json_lines(batch).encode())
-        await asyncio.to_thread(output.commit)
-    except BaseException:
-        await asyncio.shield(asyncio.to_thread(output.discard))
-        raise
-    logger.info("slice %d: %d records written to %s", index, count, out)
-    return {"index": index, "count": count, "path": out, "worker": os.getpid()}
+    job = SliceJob(
+        datetime.fromisoformat(start),
+        datetime.fromisoformat(end),
+        statuses=None if statuses is None else tuple(statuses),
+    )
+    files = _SliceFiles(Path(out))
+    await asyncio.to_thread(files.prepare, job)
+    summary = await run_job(client, job, files.partial, files.checkpoint)
+    await asyncio.to_thread(files.commit)
+    logger.info(
+        "slice %d: %d records written to %s (%d before this run)",
+        index,
+        summary.records,
+        out,
+        summary.resumed_at,
+    )
+    return {
+        "index": index,
+        "count": summary.records,
+        "path": out,
+        "worker": os.getpid(),
+        "resumed_at": summary.resumed_at,
+    }
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -221,6 +241,8 @@ class ShardResult:
     count: int
     path: str
     worker: int
+    #: Records its file held when the run that finished it began (0: one run did it all).
+    resumed_at: int = 0
 
     @property
     def matches_plan(self) -> bool:
@@ -273,7 +295,11 @@ async def collect(jobs: Sequence[tuple[Shard, Job]]) -> list[ShardResult]:
     results: list[ShardResult] = []
     for shard, job in jobs:
         reply = await job.result(poll_delay=0.1)
-        results.append(ShardResult(shard, reply["count"], reply["path"], reply["worker"]))
+        results.append(
+            ShardResult(
+                shard, reply["count"], reply["path"], reply["worker"], reply.get("resumed_at", 0)
+            )
+        )
     return results
 
 

@@ -4,12 +4,18 @@ The vendor orders a result newest first and pages it by offset, so the task at p
 ``p`` of the result is page ``p`` of a query with ``size=1``: one cheap request tells the
 creation time at any position. ``plan_shards`` asks for the times at the positions that
 cut the result into ``n`` equal parts, turns them into whole-second time slices, and
-counts each slice exactly with one more such request.
+counts each slice exactly with one more such request. It uses the client's public API
+only (``query_group_calls``).
 
 The slices do not overlap and together cover the window exactly: the wire's times have
 whole seconds and both ends of a window are inclusive, so slice ``k`` ends one second
 before slice ``k + 1`` starts. A task belongs to the one slice holding its second. Tasks
 that share a second are never split, so counts are equal only as far as that allows.
+
+Each slice is an ordinary window: a worker streams it with ``iter_group_calls(shard.start,
+shard.end)`` (with the same filters), checkpoints ``stream.progress.resume_from`` as it
+goes, and when run again passes that cursor as ``resume_from=`` to go on exactly where it
+stopped, whatever changed in the slice meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ._query import check_positive_int
 
 if TYPE_CHECKING:
     from ._client import AsyncVoiceClient
+    from ._models import GroupCallRecord, Page
 
 __all__ = ["Shard", "plan_shards"]
 
@@ -31,7 +38,8 @@ _SECOND = timedelta(seconds=1)
 
 @attrs.frozen(slots=True)
 class Shard:
-    """One slice of a window: stream it with ``iter_group_calls(shard.start, shard.end)``."""
+    """One slice of a window: stream it with ``iter_group_calls(shard.start, shard.end)``,
+    and resume it with ``resume_from=`` the cursor its stream last reported."""
 
     #: Position of the slice, from 0 (oldest) up.
     index: int
@@ -41,6 +49,18 @@ class Shard:
     end: datetime
     #: Tasks the slice held when it was planned.
     estimated_count: int
+
+
+def _in_server_zone(value: datetime, client: AsyncVoiceClient) -> datetime:
+    """``value`` as the wire has it: naive, whole seconds, in the vendor's zone.
+
+    Called only once the client has accepted ``value`` in a query, so an aware value has a
+    ``server_timezone`` to be converted to.
+    """
+    zone = client.server_timezone
+    if value.utcoffset() is not None and zone is not None:
+        value = value.astimezone(zone)
+    return value.replace(tzinfo=None, microsecond=0)
 
 
 def _in_callers_form(value: datetime, like: datetime, client: AsyncVoiceClient) -> datetime:
@@ -63,16 +83,29 @@ async def plan_shards(
 ) -> list[Shard]:
     """Split ``[start, end]`` into at most ``shards`` time slices of about equal task counts.
 
-    Costs ``2 * shards - 1`` requests of one record each. Fewer slices come back when the window
-    holds fewer tasks (or fewer distinct seconds) than ``shards``; an empty window gives
-    one slice. Pass the same filters as the workers will, so the counts match theirs.
+    Costs ``2 * shards - 1`` requests of one record each (``query_group_calls`` with
+    ``size=1``). Fewer slices come back when the window holds fewer tasks (or fewer
+    distinct seconds) than ``shards``; an empty window gives one slice. Pass the same
+    filters as the workers will, so the counts match theirs.
+
+    Each ``Shard`` is streamed with ``iter_group_calls(shard.start, shard.end, ...)`` and
+    the same filters; a worker run again after a failure or a restart goes on exactly
+    where it stopped with ``resume_from=`` the last ``stream.progress.resume_from`` (or
+    ``error.resume_from``) it saved.
     """
     shards = check_positive_int("shards", shards)
-    query = client._build_query(start, end, statuses, app_id, search)
-    first = await client._fetch_page(query, 1, 1)
+
+    async def probe(until: datetime, position: int) -> Page[GroupCallRecord]:
+        """The task at ``position`` (1 = newest) of ``[start, until]``, with their total."""
+        return await client.query_group_calls(
+            start, until, statuses=statuses, app_id=app_id, search=search, page=position, size=1
+        )
+
+    first = await probe(end, 1)  # the client checks every argument before it sends this
     total = first.total
     if total == 0 or shards == 1:
         return [Shard(0, start, end, total)]
+    lowest, highest = _in_server_zone(start, client), _in_server_zone(end, client)
 
     # Position p (1 = newest) holds the p-th newest task, so the oldest m tasks are at
     # positions total - m + 1 .. total, the newest of them at total - m + 1: the cut.
@@ -82,20 +115,21 @@ async def plan_shards(
         if oldest == 0:
             continue
         position = total - oldest + 1
-        page = await client._fetch_page(query, position, 1)
+        page = await probe(end, position)
         if not page.records:
             continue  # the result shrank meanwhile; fewer slices
         created = page.records[0].created_time.replace(tzinfo=None, microsecond=0)
         if cuts and created <= cuts[-1][0]:
             continue  # same second as the previous cut: those tasks cannot be split
-        if created >= query.end:
+        if created >= highest:
             continue
         # Tasks sharing the cut's second all fall in the older slice: count them exactly.
-        older = await client._fetch_page(query.with_end(created), 1, 1)
+        # ``created`` is naive in the vendor's zone, which is how the client takes it.
+        older = await probe(created, 1)
         cuts.append((created, older.total))
 
     slices: list[Shard] = []
-    lower = query.start
+    lower = lowest
     counted = 0
     for index, (older_end, older_count) in enumerate(cuts):
         slices.append(
@@ -112,7 +146,7 @@ async def plan_shards(
         Shard(
             len(slices),
             _in_callers_form(lower, start, client),
-            _in_callers_form(query.end, end, client),
+            _in_callers_form(highest, end, client),
             total - counted,
         )
     )

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -156,3 +157,56 @@ def task_json(task: FakeTask) -> dict[str, Any]:
         "fail": task.fail,
         "created_time": task.created_time.isoformat(sep=" "),
     }
+
+
+def record_key(record: dict[str, Any]) -> tuple[datetime, int]:
+    """An output record's place in the vendor's order (newest first: descending)."""
+    return (datetime.fromisoformat(record["created_time"]), record["job_id"])
+
+
+def task_key(task: FakeTask) -> tuple[datetime, int]:
+    """A task's place in the vendor's order, comparable with ``record_key``."""
+    return (task.created_time, task.job_id)
+
+
+def churn(
+    fake: FakeVendor, written: list[dict[str, Any]], start: datetime, end: datetime, status: int
+) -> set[int]:
+    """Change the result under the filter ``statuses=[status]`` between two runs of an export
+    that has ``written`` these records so far (newest first), the way a busy account does:
+    five written tasks leave the filter, five unread ones enter it, five unread ones are
+    deleted, and new tasks are created at both ends of the window ``[start, end]``.
+
+    Returns the job ids created above what was written, which belong to a later export
+    and must not be handed out by a resume.
+    """
+    other = GroupCallStatus.COMPLETED if status != GroupCallStatus.COMPLETED else 0
+    last = record_key(written[-1])
+    unread = [task for task in fake.expected(start, end) if task_key(task) < last]
+    entering = [task.job_id for task in unread if task.status != status][-5:]
+    leaving = [task.job_id for task in unread if task.status == status][5:10]
+    assert len(entering) == len(leaving) == 5, "too small a window to churn"
+    fake.change_status([record["job_id"] for record in written[3:8]], other)
+    fake.change_status(entering, status)
+    fake.remove_tasks(leaving)
+    fake.insert_tasks(3, created_time=start, status=status)  # below: a resume hands them out
+    assert end > last[0], "no second left above the cursor to create tasks in"
+    return {task.job_id for task in fake.insert_tasks(3, created_time=end, status=status)}
+
+
+def unread(
+    fake: FakeVendor,
+    written: list[dict[str, Any]],
+    start: datetime,
+    end: datetime,
+    status: int,
+    exclude: set[int],
+) -> list[int]:
+    """The job ids a resume after ``written`` must hand out, in order: the filtered result
+    as it is now, below the last record written, without ``exclude``."""
+    last = record_key(written[-1]) if written else None
+    return [
+        task.job_id
+        for task in fake.expected(start, end, statuses=[status])
+        if (last is None or task_key(task) < last) and task.job_id not in exclude
+    ]

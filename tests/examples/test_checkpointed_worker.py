@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -16,14 +17,15 @@ from typing import Any
 import pytest
 
 from examples import checkpointed_worker as worker
-from itnio_async import AsyncVoiceClient, InvalidParameterError
+from itnio_async import AsyncVoiceClient, GroupCallStatus, InvalidParameterError, StreamCursor
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan, serve
 
-from ._support import EXAMPLES_ROOT, TIMEOUT, fake_client, task_json
+from ._support import EXAMPLES_ROOT, TIMEOUT, churn, fake_client, task_json, unread
 
 START = datetime(2024, 1, 1)
 END = datetime(2024, 7, 1)
 KEY, SECRET = "worker-key", "worker-secret"
+COMPLETED = GroupCallStatus.COMPLETED
 
 
 def client_for(fake: FakeVendor, **options: object) -> AsyncVoiceClient:
@@ -34,12 +36,16 @@ def read_output(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def next_page(checkpoint: Path) -> int:
-    """The checkpoint's next page (0 before the first one is written)."""
+def checkpointed(checkpoint: Path) -> int:
+    """The records the checkpoint counts (0 before the first page is written)."""
     try:
-        return int(json.loads(checkpoint.read_text(encoding="utf-8"))["next_page"])
+        return int(json.loads(checkpoint.read_text(encoding="utf-8"))["records"])
     except FileNotFoundError:
         return 0
+
+
+def ids(records: list[dict[str, Any]]) -> list[int]:
+    return [record["job_id"] for record in records]
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what: str) -> None:
@@ -53,7 +59,7 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], what
         time.sleep(0.002)
 
 
-def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
+def test_a_worker_stopped_and_killed_amid_churn_writes_every_record_that_stayed_once(
     tmp_path: Path,
 ) -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(1_200, seed=31), latency=0.005)
@@ -66,7 +72,12 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
         "--out", str(out),
         "--page-size", "20",
         "--concurrency", "4",
+        "--status", str(int(COMPLETED)),
     ]  # fmt: skip
+    # What each run must write, in order: the result as that run finds it, below the
+    # last record written before it, without the tasks created above that record.
+    owed: list[list[int]] = [unread(fake, [], START, END, COMPLETED, set())]
+    counts = [0]
     with serve(fake) as url:
         env = {
             key: value
@@ -76,8 +87,10 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
         env.update(
             ITNIO_API_KEY=KEY, ITNIO_API_SECRET=SECRET, ITNIO_BASE_URL=url, ITNIO_RATE_LIMIT="60"
         )
-        # 60 pages: stopped by SIGTERM after 10, killed outright after 30, then let finish.
-        for stop_after, how in [(10, signal.SIGTERM), (30, signal.SIGKILL)]:
+        # ~840 records, 42 pages: stopped by SIGTERM after 200 records, killed outright
+        # after 500, then let finish; the result changes under the filter after each stop.
+        above: set[int] = set()
+        for stop_after, how in [(200, signal.SIGTERM), (500, signal.SIGKILL)]:
             process = subprocess.Popen(
                 argv,
                 cwd=EXAMPLES_ROOT,
@@ -87,11 +100,11 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
                 text=True,
             )
 
-            def past(page: int = stop_after) -> bool:
-                return next_page(checkpoint) > page
+            def past(records: int = stop_after) -> bool:
+                return checkpointed(checkpoint) > records
 
             try:
-                wait_for(past, process, f"page {stop_after}")
+                wait_for(past, process, f"{stop_after} records")
                 process.send_signal(how)
                 process.communicate(timeout=TIMEOUT)
             finally:
@@ -99,7 +112,11 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
                     process.kill()
                     process.wait()
             assert process.returncode == (128 + how if how == signal.SIGTERM else -how)
-            assert next_page(checkpoint) < 61  # not finished
+            counts.append(checkpointed(checkpoint))
+            written = read_output(out)[: counts[-1]]  # a kill may leave more, cut on resume
+            assert len(written) < len(owed[0]), "finished before it was stopped"
+            above |= churn(fake, written, START, END, COMPLETED)
+            owed.append(unread(fake, written, START, END, COMPLETED, above))
         finished = subprocess.run(
             argv,
             cwd=EXAMPLES_ROOT,
@@ -112,9 +129,14 @@ def test_a_worker_stopped_and_killed_resumes_and_writes_every_record_once(
     assert finished.returncode == 0, finished.stderr
     summary = json.loads(finished.stdout)
     assert summary["done"] is True
-    assert summary["resumed_from"] > 30
-    assert read_output(out) == [task_json(task) for task in fake.expected(START, END)]
-    assert fake.stats.per_page[1] == 1  # the later runs never started over
+    assert summary["resumed_at"] == counts[-1] > 500
+    output = ids(read_output(out))
+    assert len(output) == len(set(output)) == summary["records"]
+    # Each run went on exactly where the one before it stopped: it wrote what it owed.
+    counts.append(len(output))
+    for run, (begin, stop) in enumerate(itertools.pairwise(counts)):
+        assert output[begin:stop] == owed[run][: stop - begin]
+    assert output[counts[-2] :] == owed[-1]
 
 
 async def test_records_written_after_the_last_checkpoint_are_cut_on_resume(
@@ -124,23 +146,28 @@ async def test_records_written_after_the_last_checkpoint_are_cut_on_resume(
     expected = [task_json(task) for task in fake.expected(START, END)]
     job = worker.Job(START, END, page_size=10)
     out = tmp_path / "tasks.jsonl"
-    # Page 4 fails (not retried): the run ends with 3 pages written and checkpointed.
-    fake.faults = FaultPlan(by_page={4: Fault.code(-22)})
+    # The fourth request fails (not retried): the run ends after a few pages, checkpointed.
+    fake.faults = FaultPlan(by_request={4: Fault.code(-22)})
     async with client_for(fake) as client:
         with pytest.raises(InvalidParameterError) as failure:
             await worker.run_job(client, job, out)
-    assert failure.value.page == 4
-    assert read_output(out) == expected[:30]
-    # As if killed between writing page 4 and its checkpoint, in the middle of page 5.
+    assert failure.value.resume_from is not None
+    state = worker.Checkpoint.load(worker.checkpoint_path_for(out))
+    assert state is not None
+    done = state.records
+    assert 0 < done < 95
+    assert state.cursor == str(failure.value.resume_from)  # the error's cursor: the same spot
+    assert read_output(out) == expected[:done]
+    # As if killed between writing the next page and its checkpoint, amid another page.
     with out.open("a", encoding="utf-8") as file:
-        file.writelines(json.dumps(record) + "\n" for record in expected[30:40])
+        file.writelines(json.dumps(record) + "\n" for record in expected[done : done + 10])
         file.write('{"job_id": 50')
 
     fake.faults = None
     async with client_for(fake) as client:
         summary = await worker.run_job(client, job, out)
     assert read_output(out) == expected
-    assert summary == worker.Summary(records=95, resumed_from=4, written=65, done=True)
+    assert summary == worker.Summary(records=95, resumed_at=done, written=95 - done, done=True)
 
     # Done is done: a third run asks nothing.
     requests = fake.stats.requests
@@ -149,26 +176,29 @@ async def test_records_written_after_the_last_checkpoint_are_cut_on_resume(
     assert (again.done, again.written, fake.stats.requests) == (True, 0, requests)
 
 
-async def test_a_resume_after_tasks_left_the_result_loses_nothing(tmp_path: Path) -> None:
-    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(95, seed=33))
-    job = worker.Job(START, END, page_size=10)
+async def test_a_resume_after_the_result_changed_under_the_filter_is_exact(
+    tmp_path: Path,
+) -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(300, seed=33))
+    job = worker.Job(START, END, page_size=10, statuses=(int(COMPLETED),))
     out = tmp_path / "tasks.jsonl"
-    fake.faults = FaultPlan(by_page={4: Fault.code(-22)})
+    fake.faults = FaultPlan(by_request={6: Fault.code(-22)})
     async with client_for(fake) as client:
         with pytest.raises(InvalidParameterError):
-            await worker.run_job(client, job, out)
-    first_run = [record["job_id"] for record in read_output(out)]
-    assert len(first_run) == 30
-    # Five written tasks leave: every later record moves five places up, onto page 3.
-    fake.remove_tasks(first_run[3:8])
+            await worker.run_job(client, job, out, concurrency=2)
+    first_run = read_output(out)
+    assert 20 <= len(first_run) < len(fake.expected(START, END, statuses=[COMPLETED])) - 20
+    # Tasks leave the filter above the cursor and enter it below, tasks are deleted and
+    # created: with page numbers, this shifts every later record and loses or repeats some.
+    above = churn(fake, first_run, START, END, COMPLETED)
+    owed = unread(fake, first_run, START, END, COMPLETED, above)
 
     fake.faults = None
     async with client_for(fake) as client:
-        await worker.run_job(client, job, out)
-    written = [record["job_id"] for record in read_output(out)]
-    rest = [task.job_id for task in fake.expected(START, END) if task.job_id not in first_run]
-    assert written == first_run + rest
-    assert len(written) == len(set(written)) == 95
+        await worker.run_job(client, job, out, concurrency=2)
+    written = ids(read_output(out))
+    assert written == ids(first_run) + owed
+    assert len(written) == len(set(written))
 
 
 async def test_a_window_reaching_into_the_future_is_frozen_for_every_run(tmp_path: Path) -> None:
@@ -177,22 +207,50 @@ async def test_a_window_reaching_into_the_future_is_frozen_for_every_run(tmp_pat
     fake = FakeVendor(KEY, SECRET, dataset=dataset)
     job = worker.Job(now - timedelta(days=2), datetime(2099, 1, 1), page_size=10)
     out = tmp_path / "tasks.jsonl"
+    fake.faults = FaultPlan(by_request={3: Fault.code(-22)})
+    async with client_for(fake, server_timezone=UTC) as client:
+        with pytest.raises(InvalidParameterError):
+            await worker.run_job(client, job, out, concurrency=1)
+    first = worker.Checkpoint.load(worker.checkpoint_path_for(out))
+    assert first is not None
+    frozen = first.window_end
+    assert frozen is not None
+    assert frozen < fake.now() <= frozen + timedelta(seconds=5)
+    # Tasks created after the first run began are not part of this job.
+    fake.insert_tasks(5, created_time=fake.now() + timedelta(seconds=1))
+
+    fake.faults = None
     async with client_for(fake, server_timezone=UTC) as client:
         await worker.run_job(client, job, out)
-    frozen = worker.Checkpoint.load(worker.checkpoint_path_for(out))
-    assert frozen is not None
-    assert frozen.end < fake.now() <= frozen.end + timedelta(seconds=5)
-    assert len(read_output(out)) == 40
+    last = worker.Checkpoint.load(worker.checkpoint_path_for(out))
+    assert last is not None
+    assert (last.done, last.window_end) == (True, frozen)
+    written = ids(read_output(out))
+    assert written == [task.job_id for task in fake.expected(job.start, frozen)]
+    assert len(written) == 40
 
 
-async def test_a_checkpoint_of_another_job_is_refused(tmp_path: Path) -> None:
+async def test_a_checkpoint_of_another_job_or_output_is_refused(tmp_path: Path) -> None:
     fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(20, seed=35))
     out = tmp_path / "tasks.jsonl"
+    checkpoint = worker.checkpoint_path_for(out)
     async with client_for(fake) as client:
         await worker.run_job(client, worker.Job(START, END, page_size=10), out)
         with pytest.raises(worker.CheckpointError, match="another job"):
             await worker.run_job(client, worker.Job(START, END, page_size=5), out)
+        with pytest.raises(worker.CheckpointError, match="another job"):
+            await worker.run_job(client, worker.Job(START, END, 10, statuses=(2,)), out)
+        with pytest.raises(worker.CheckpointError, match="another output"):
+            await worker.run_job(
+                client, worker.Job(START, END, page_size=10), tmp_path / "other.jsonl", checkpoint
+            )
     assert len(read_output(out)) == 20
+    assert not (tmp_path / "other.jsonl").exists()
+    state = worker.Checkpoint.load(checkpoint)
+    assert state is not None
+    assert state.cursor is not None
+    cursor = StreamCursor.from_string(state.cursor)
+    assert (cursor.start, cursor.end, cursor.done) == (START, END, True)
 
 
 def test_the_command_line_says_why_it_refuses(

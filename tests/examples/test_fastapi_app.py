@@ -135,7 +135,7 @@ async def test_an_export_that_fails_midway_breaks_the_connection_off(
         KEY,
         SECRET,
         dataset=Dataset.generate(300, seed=13),
-        faults=FaultPlan(by_page={2: Fault.code(-22)}),  # not retried
+        faults=FaultPlan(by_request={2: Fault.code(-22)}),  # not retried
     )
     made: list[AsyncVoiceClient] = []
     factory = client_factory(fake, made, retry=RetryPolicy(max_retries=0))
