@@ -21,8 +21,11 @@ from ._errors import (
     ItnioHTTPError,
     ItnioTimeoutError,
     ItnioTransportError,
+    LimiterTimeoutError,
+    LimiterUnavailableError,
     MalformedResponseError,
     RateLimitedError,
+    ResultUnstableError,
     TimestampExpiredError,
     VendorServerError,
 )
@@ -78,5 +81,8 @@ __all__ = [
     "ItnioTimeoutError",
     "MalformedResponseError",
     "ClientStateError",
+    "LimiterUnavailableError",
+    "LimiterTimeoutError",
+    "ResultUnstableError",
     "__version__",
 ]

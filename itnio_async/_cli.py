@@ -86,7 +86,7 @@ from ._client import DEFAULT_MAX_CONNECTIONS, DEFAULT_RATE_LIMIT, AsyncVoiceClie
 from ._errors import ItnioAPIError, ItnioError, ItnioHTTPError, MalformedResponseError
 from ._models import GroupCallStatus
 from ._query import MAX_PAGE_SIZE
-from ._retry import RetryPolicy, is_retryable
+from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .testing import FakeVendor
@@ -666,7 +666,7 @@ def exit_code_for(exc: ItnioError) -> int:
     """The exit code for an error of the client (see the ``EXIT_*`` constants)."""
     if isinstance(exc, MalformedResponseError):
         return EXIT_MALFORMED
-    if is_retryable(exc):
+    if exc.transient:
         return EXIT_TRANSIENT
     if isinstance(exc, ItnioAPIError | ItnioHTTPError):
         return EXIT_REFUSED

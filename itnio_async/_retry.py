@@ -22,17 +22,9 @@ from tenacity import (
     stop_never,
 )
 
-from ._errors import (
-    ItnioHTTPError,
-    ItnioTransportError,
-    TimestampExpiredError,
-    VendorServerError,
-)
+from ._errors import RETRYABLE_HTTP_STATUSES, ItnioError, ItnioHTTPError, TimestampExpiredError
 
 __all__ = ["RETRYABLE_HTTP_STATUSES", "RetryPolicy", "is_retryable"]
-
-#: HTTP statuses that a proxy or an overloaded server answers and that pass with time.
-RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 def _non_negative(name: str) -> Callable[[Any, Any, object], None]:
@@ -62,7 +54,8 @@ class RetryPolicy:
     Retried: the vendor's ``-16`` (after the clock is corrected from the reply's ``Date``;
     a retry right after a correction goes at once) and ``-18``, HTTP 429, 500, 502, 503
     and 504, and transport faults (connect and read timeouts, refused or dropped
-    connections, protocol errors). Anything else fails at once, and so does cancellation.
+    connections, protocol errors): the errors whose ``transient`` is true. Anything else
+    fails at once, and so does cancellation.
 
     The wait before retry ``n`` (from 1) is drawn uniformly from
     ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]`` ("full jitter", which spreads
@@ -123,7 +116,6 @@ class RetryPolicy:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether a fault may pass if the request is simply tried again."""
-    if isinstance(exc, VendorServerError | TimestampExpiredError | ItnioTransportError):
-        return True
-    return isinstance(exc, ItnioHTTPError) and exc.status_code in RETRYABLE_HTTP_STATUSES
+    """Whether a fault may pass if the request is simply tried again: what the error says of
+    itself (``ItnioError.transient``). Anything that is not our error is never retried."""
+    return isinstance(exc, ItnioError) and exc.transient

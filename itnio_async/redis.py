@@ -60,8 +60,10 @@ a script may then read ``TIME`` before it writes.
 When Redis cannot be reached
 ----------------------------
 By default ``acquire()`` and ``pause()`` raise :class:`LimiterUnavailableError` (an
-``ItnioError``), chained to the ``redis`` exception: going on without the shared limit
-would let the workers together exceed the account's rate. With
+``ItnioError``; it and :class:`LimiterTimeoutError` live in the package's one error tree
+and are importable from ``itnio_async`` or from here), chained to the ``redis`` exception:
+going on without the shared limit would let the workers together exceed the account's
+rate. With
 ``fallback=LocalFallback(workers=N)`` the limiter instead goes on with a local token bucket
 at ``rate / N`` (``N`` being how many processes share the account), logs one warning per
 outage, and tries Redis again every ``retry_interval`` seconds.
@@ -84,7 +86,7 @@ from typing import Any, Final, Self
 
 import attrs
 
-from ._errors import ClientStateError, ItnioError
+from ._errors import ClientStateError, LimiterTimeoutError, LimiterUnavailableError
 from ._limiter import LocalRateLimiter
 
 try:
@@ -171,23 +173,6 @@ if wanted > current then
 end
 return current - now
 """
-
-
-class LimiterUnavailableError(ItnioError):
-    """The shared limiter's Redis could not be used; the ``redis`` error is ``__cause__``.
-
-    Raised by :class:`RedisRateLimiter` without a ``fallback``, so a worker never goes on
-    without the limit that it shares with the others.
-    """
-
-
-class LimiterTimeoutError(ItnioError):
-    """No token could be had within the limiter's ``max_wait``; nothing was taken."""
-
-    def __init__(self, message: str, *, max_wait: float) -> None:
-        super().__init__(message)
-        #: The limit that was reached, in seconds.
-        self.max_wait = max_wait
 
 
 def _check_workers(_instance: object, _attribute: object, value: Any) -> None:

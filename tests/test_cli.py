@@ -468,6 +468,22 @@ def test_count_exits_4_on_a_transient_fault(
     assert err.startswith("itnio-async: error: HTTP 502")
 
 
+def test_the_exit_code_follows_what_an_error_says_of_its_transience() -> None:
+    """The tool asks the error (``transient``), not a private copy of the retry rules."""
+
+    class Passing(itnio_async.ItnioError):
+        transient = True
+
+    assert _cli.exit_code_for(Passing("passes with time")) == _cli.EXIT_TRANSIENT
+    assert _cli.exit_code_for(itnio_async.ItnioHTTPError(503, "")) == _cli.EXIT_TRANSIENT
+    assert _cli.exit_code_for(itnio_async.ItnioHTTPError(403, "")) == _cli.EXIT_REFUSED
+    refused = itnio_async.ItnioHTTPError(503, "")
+    refused.transient = False
+    assert _cli.exit_code_for(refused) == _cli.EXIT_REFUSED
+    unavailable = itnio_async.LimiterUnavailableError("redis is down")
+    assert _cli.exit_code_for(unavailable) == _cli.EXIT_FAILURE
+
+
 def test_a_malformed_reply_exits_5(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

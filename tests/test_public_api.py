@@ -40,6 +40,9 @@ EXPECTED = {
     "ItnioTimeoutError",
     "MalformedResponseError",
     "ClientStateError",
+    "LimiterUnavailableError",
+    "LimiterTimeoutError",
+    "ResultUnstableError",
     "__version__",
 }
 

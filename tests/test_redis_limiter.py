@@ -436,6 +436,17 @@ def test_a_fallback_needs_workers_and_a_positive_interval(kwargs: dict[str, Any]
         LocalFallback(workers=2, retry_interval="5")  # type: ignore[arg-type]
 
 
+def test_the_limiter_errors_are_the_packages_own_under_itnio_error() -> None:
+    import itnio_async
+
+    assert LimiterTimeoutError is itnio_async.LimiterTimeoutError
+    assert LimiterUnavailableError is itnio_async.LimiterUnavailableError
+    assert issubclass(LimiterUnavailableError, itnio_async.ItnioError)
+    assert issubclass(LimiterTimeoutError, itnio_async.ItnioError)
+    assert not LimiterUnavailableError.transient
+    assert not LimiterTimeoutError.transient
+
+
 def test_the_errors_survive_pickling() -> None:
     error = pickle.loads(pickle.dumps(LimiterTimeoutError("too long", max_wait=2.0)))
     assert isinstance(error, LimiterTimeoutError)

@@ -248,10 +248,25 @@ NOT_RETRYABLE: list[BaseException] = [
 @pytest.mark.parametrize("error", RETRYABLE, ids=repr)
 def test_transient_faults_are_retryable(error: BaseException) -> None:
     assert is_retryable(error)
+    assert isinstance(error, ItnioError)
+    assert error.transient
 
 
 @pytest.mark.parametrize("error", NOT_RETRYABLE, ids=repr)
 def test_permanent_faults_and_cancellation_are_not_retryable(error: BaseException) -> None:
+    assert not is_retryable(error)
+    assert not getattr(error, "transient", False)
+
+
+def test_the_policy_retries_what_an_error_says_of_itself() -> None:
+    """One truth: an error's ``transient`` decides, whatever its class."""
+
+    class Passing(ItnioError):
+        transient = True
+
+    assert is_retryable(Passing("a fault that passes"))
+    error = api_error(-18, "port program unusual")
+    error.transient = False
     assert not is_retryable(error)
 
 
