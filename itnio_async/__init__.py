@@ -10,7 +10,13 @@ task in a window, each exactly once and in order::
 
 import logging
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncVoiceClient
+from ._client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_TIMEOUT,
+    AsyncVoiceClient,
+)
 from ._errors import (
     AuthenticationError,
     ClientStateError,
@@ -32,6 +38,7 @@ from ._errors import (
 from ._hooks import AttemptEvent, ClientHooks, PageEvent, RetryEvent
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, GroupCallStatus, Page
+from ._query import MAX_PAGE_SIZE
 from ._retry import RetryPolicy
 from ._shards import Shard, plan_shards
 from ._signing import compute_sign
@@ -51,6 +58,8 @@ __all__ = [
     "LocalRateLimiter",
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_RATE_LIMIT",
+    "DEFAULT_MAX_CONNECTIONS",
     "compute_sign",
     # hooks for metrics and tracing
     "ClientHooks",
@@ -61,6 +70,7 @@ __all__ = [
     "GroupCallRecord",
     "GroupCallStatus",
     "Page",
+    "MAX_PAGE_SIZE",
     # streams and splitting a job across workers
     "plan_shards",
     "Shard",
