@@ -33,17 +33,15 @@ import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import tzinfo
-from typing import Final, Self
+from typing import Self
 from zoneinfo import ZoneInfo
 
 import attrs
 
-from itnio_async import AsyncVoiceClient, RateLimiter
+from itnio_async import DEFAULT_RATE_LIMIT, AsyncVoiceClient, RateLimiter
 
+# DEFAULT_RATE_LIMIT, the client's own default, applies when ITNIO_RATE_LIMIT is not set.
 __all__ = ["DEFAULT_RATE_LIMIT", "ClientFactory", "Settings", "open_client"]
-
-#: The client's own default, used when ``ITNIO_RATE_LIMIT`` is not set.
-DEFAULT_RATE_LIMIT: Final = 10.0
 
 #: Makes a process's one client; entered at startup and exited at shutdown. ``open_client``
 #: is one, and so is an ``AsyncVoiceClient`` itself, so a test can pass

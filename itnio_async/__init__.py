@@ -10,7 +10,13 @@ task in a window, each exactly once and in order::
 
 import logging
 
-from ._client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, AsyncVoiceClient
+from ._client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RATE_LIMIT,
+    DEFAULT_TIMEOUT,
+    AsyncVoiceClient,
+)
 from ._errors import (
     AuthenticationError,
     ClientStateError,
@@ -21,6 +27,8 @@ from ._errors import (
     ItnioHTTPError,
     ItnioTimeoutError,
     ItnioTransportError,
+    LimiterTimeoutError,
+    LimiterUnavailableError,
     MalformedResponseError,
     RateLimitedError,
     ResultUnstableError,
@@ -32,6 +40,7 @@ from ._hooks import AttemptEvent, ClientHooks, PageEvent, RetryEvent
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, GroupCallStatus, Page
 from ._paging import PagingMode, Range, StreamCursor
+from ._query import MAX_PAGE_SIZE
 from ._retry import RetryPolicy
 from ._shards import Shard, plan_shards
 from ._signing import compute_sign
@@ -51,6 +60,8 @@ __all__ = [
     "LocalRateLimiter",
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_RATE_LIMIT",
+    "DEFAULT_MAX_CONNECTIONS",
     "compute_sign",
     # hooks for metrics and tracing
     "ClientHooks",
@@ -61,6 +72,7 @@ __all__ = [
     "GroupCallRecord",
     "GroupCallStatus",
     "Page",
+    "MAX_PAGE_SIZE",
     # streams and splitting a job across workers
     "plan_shards",
     "Shard",
@@ -83,7 +95,9 @@ __all__ = [
     "ItnioTransportError",
     "ItnioTimeoutError",
     "MalformedResponseError",
-    "ResultUnstableError",
     "ClientStateError",
+    "LimiterUnavailableError",
+    "LimiterTimeoutError",
+    "ResultUnstableError",
     "__version__",
 ]

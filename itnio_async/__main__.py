@@ -1,8 +1,8 @@
-"""``python -m itnio_async``: the ``itnio-async`` command line (see ``itnio_async._cli``)."""
+"""``python -m itnio_async``: the ``itnio-async`` command line (see ``itnio_async.cli``)."""
 
 import sys
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,32 +3,40 @@
 Bad arguments are not faults: they raise the built-in ``ValueError`` or ``TypeError``
 before any request is sent, with a message that names the argument.
 
-The tree::
+The tree; the last column is ``transient`` (what the retry policy retries)::
 
-    ItnioError                      root: catch this to catch everything below
-    ├── ItnioAPIError               the vendor answered with a non-zero ``code``
-    │   ├── AuthenticationError         -1   wrong key or signature (not retried)
-    │   ├── IPRestrictedError           -2   caller's IP not allowed (not retried)
-    │   ├── TimestampExpiredError      -16   clock skew outlasted the correction (retried)
-    │   ├── VendorServerError          -18   "port program unusual" (retried)
-    │   └── InvalidParameterError      -22   the vendor refused the body (not retried)
-    ├── ItnioHTTPError              an HTTP status other than 200 (429 and 5xx are retried)
-    │   └── RateLimitedError            429, with ``retry_after`` when the server sent one
-    ├── ItnioTransportError         the connection failed: refused, dropped, protocol error
-    │   └── ItnioTimeoutError           connect, read, write or pool timeout
-    ├── MalformedResponseError      a reply we cannot read: not JSON, an HTML page,
-    │                               missing or wrongly typed fields, or one that
-    │                               contradicts itself or the request
-    ├── ResultUnstableError         a stream's result kept changing beyond a bounded
-    │                               number of re-reads
-    └── ClientStateError            the client is closed, or used from a second event loop
+    ItnioError                    root: catch this to catch everything below
+    ├── ItnioAPIError             the vendor answered with a non-zero ``code``        no
+    │   ├── AuthenticationError       -1  wrong key or signature                      no
+    │   ├── IPRestrictedError         -2  caller's IP not allowed                     no
+    │   ├── TimestampExpiredError    -16  clock skew outlasted the correction         yes
+    │   ├── VendorServerError        -18  "port program unusual"                      yes
+    │   └── InvalidParameterError    -22  the vendor refused the body                 no
+    ├── ItnioHTTPError            an HTTP status other than 200: 429, 500, 502,
+    │   │                         503, 504 (``RETRYABLE_HTTP_STATUSES``) yes, else    no
+    │   └── RateLimitedError          429, with ``retry_after`` if sent               yes
+    ├── ItnioTransportError       refused, reset or dropped, bad protocol             yes
+    │   └── ItnioTimeoutError         connect, read, write or pool timeout            yes
+    ├── MalformedResponseError    a reply we cannot read (not JSON, an HTML page,
+    │                             fields missing or wrongly typed), or one that
+    │                             contradicts itself or the request                   no
+    ├── ClientStateError          the client is closed, or used from another loop     no
+    ├── LimiterUnavailableError   a shared limiter's store (Redis) cannot be used     no
+    ├── LimiterTimeoutError       no token within the limiter's ``max_wait``          no
+    └── ResultUnstableError       the result kept changing under a stream beyond a
+                                  bounded number of re-reads                          no
+
+Every error says whether it is transient, as ``transient``: true when the same request may
+well succeed if simply tried again later, which is exactly what the retry policy retries
+(a class-level default; ``ItnioHTTPError`` sets it from its status). The limiter errors
+are not: going on without a shared limit would break it, and a limiter's own ``max_wait``
+already bounds its wait.
 
 Errors raised after retries carry ``attempts``, the number of requests made for the call;
-errors raised by a record stream also carry ``resume_from``, the stream's cursor to pass
-as ``resume_from=`` to go on exactly where it stopped (and, in offset mode, ``page``,
-the page to resume from with ``start_page=``). The underlying exception (``httpx``,
-``json``, ``cattrs``) is chained as ``__cause__``. No error holds the API secret or a
-request's ``Sign`` header.
+errors raised by a record stream also carry ``page``, the page to resume from with
+``start_page=``, and ``resume_from``, the stream's own cursor (``None`` elsewhere). The
+underlying exception (``httpx``, ``json``, ``cattrs``, ``redis``) is chained as
+``__cause__``. No error holds the API secret or a request's ``Sign`` header.
 """
 
 from __future__ import annotations
@@ -45,12 +53,17 @@ __all__ = [
     "ItnioHTTPError",
     "ItnioTimeoutError",
     "ItnioTransportError",
+    "LimiterTimeoutError",
+    "LimiterUnavailableError",
     "MalformedResponseError",
     "RateLimitedError",
     "ResultUnstableError",
     "TimestampExpiredError",
     "VendorServerError",
 ]
+
+#: HTTP statuses that a proxy or an overloaded server answers and that pass with time.
+RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 #: How much of a reply body an error keeps, so a huge HTML page does not flood a log.
 BODY_EXCERPT_CHARS = 200
@@ -65,11 +78,15 @@ def shorten(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
 class ItnioError(Exception):
     """Root of every error that the client raises for a fault (not for bad arguments)."""
 
+    #: Whether the fault may pass if the request is simply made again (the retry policy
+    #: retries exactly these). A class-level default; a subclass may set it per instance.
+    transient: bool = False
     #: Requests made for the call that failed, retries included (``None`` if not known).
     attempts: int | None
     #: For a record stream in offset mode: the page to pass as ``start_page=`` to resume.
     page: int | None
-    #: For a record stream: its cursor when it stopped, to pass as ``resume_from=``.
+    #: For a record stream: its ``StreamCursor`` at the failure, to pass as ``resume_from=``
+    #: (``None`` elsewhere). Typed ``Any`` here because cursors live in a higher layer.
     resume_from: Any
 
     def __init__(self, message: str) -> None:
@@ -121,12 +138,16 @@ class IPRestrictedError(ItnioAPIError):
 class TimestampExpiredError(ItnioAPIError):
     """``-16``: the vendor found our ``Timestamp`` stale, even after clock correction."""
 
+    transient = True
+
     #: Whether the reply's ``Date`` corrected our clock (the retry then goes at once).
     clock_corrected: bool = False
 
 
 class VendorServerError(ItnioAPIError):
     """``-18`` ("port program unusual"): a transient fault on the vendor's side."""
+
+    transient = True
 
 
 class InvalidParameterError(ItnioAPIError):
@@ -162,14 +183,20 @@ class ItnioHTTPError(ItnioError):
         self.body = excerpt
         #: The server's ``Retry-After``, in seconds, when it sent one.
         self.retry_after = retry_after
+        #: 429 and the 5xx that pass with time are transient; 501 and the 4xx are not.
+        self.transient = status_code in RETRYABLE_HTTP_STATUSES
 
 
 class RateLimitedError(ItnioHTTPError):
     """HTTP 429: the server asks us to slow down; ``retry_after`` is its hint in seconds."""
 
+    transient = True
+
 
 class ItnioTransportError(ItnioError):
     """The request did not complete: connection refused, reset or dropped, bad protocol."""
+
+    transient = True
 
 
 class ItnioTimeoutError(ItnioTransportError):
@@ -188,11 +215,31 @@ class MalformedResponseError(ItnioError):
         self.body = excerpt
 
 
-class ResultUnstableError(ItnioError):
-    """A stream's result kept changing under it (replicas that disagree, a task flapping
-    in and out of the filter) beyond a bounded number of re-reads. ``resume_from`` tells
-    where to go on once it settles."""
-
-
 class ClientStateError(ItnioError, RuntimeError):
     """The client cannot serve the call: it is closed, or bound to another event loop."""
+
+
+class LimiterUnavailableError(ItnioError):
+    """A shared limiter's store (Redis) could not be used; its error is ``__cause__``.
+
+    Raised by ``itnio_async.redis.RedisRateLimiter`` without a ``fallback``, so a worker
+    never goes on without the limit that it shares with the others. Not transient: the
+    retry policy does not wait out an outage of the limiter's store.
+    """
+
+
+class LimiterTimeoutError(ItnioError):
+    """No token could be had within the limiter's ``max_wait``; nothing was taken."""
+
+    def __init__(self, message: str, *, max_wait: float) -> None:
+        super().__init__(message)
+        #: The limit that was reached, in seconds.
+        self.max_wait = max_wait
+
+
+class ResultUnstableError(ItnioError):
+    """The result kept changing under a stream beyond a bounded number of re-reads.
+
+    Not transient in the retry policy's sense (retrying one request does not help); a
+    later run, or a window whose tasks no longer change (an end in the past), does.
+    """

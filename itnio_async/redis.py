@@ -60,8 +60,10 @@ a script may then read ``TIME`` before it writes.
 When Redis cannot be reached
 ----------------------------
 By default ``acquire()`` and ``pause()`` raise :class:`LimiterUnavailableError` (an
-``ItnioError``), chained to the ``redis`` exception: going on without the shared limit
-would let the workers together exceed the account's rate. With
+``ItnioError``; it and :class:`LimiterTimeoutError` live in the package's one error tree
+and are importable from ``itnio_async`` or from here), chained to the ``redis`` exception:
+going on without the shared limit would let the workers together exceed the account's
+rate. With
 ``fallback=LocalFallback(workers=N)`` the limiter instead goes on with a local token bucket
 at ``rate / N`` (``N`` being how many processes share the account), logs one warning per
 outage, and tries Redis again every ``retry_interval`` seconds.
@@ -80,12 +82,14 @@ import math
 import random
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import attrs
+from attrs.validators import ge, gt
 
-from ._errors import ClientStateError, ItnioError
-from ._limiter import LocalRateLimiter
+from ._checks import INTEGER, NUMBER
+from ._errors import ClientStateError, LimiterTimeoutError, LimiterUnavailableError
+from ._limiter import LocalRateLimiter, check_burst, check_rate
 
 try:
     from redis.asyncio import Redis
@@ -173,35 +177,6 @@ return current - now
 """
 
 
-class LimiterUnavailableError(ItnioError):
-    """The shared limiter's Redis could not be used; the ``redis`` error is ``__cause__``.
-
-    Raised by :class:`RedisRateLimiter` without a ``fallback``, so a worker never goes on
-    without the limit that it shares with the others.
-    """
-
-
-class LimiterTimeoutError(ItnioError):
-    """No token could be had within the limiter's ``max_wait``; nothing was taken."""
-
-    def __init__(self, message: str, *, max_wait: float) -> None:
-        super().__init__(message)
-        #: The limit that was reached, in seconds.
-        self.max_wait = max_wait
-
-
-def _check_workers(_instance: object, _attribute: object, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"workers must be an int >= 1, got {value!r}")
-
-
-def _check_interval(_instance: object, _attribute: object, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"retry_interval must be a number, got {type(value).__name__}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"retry_interval must be positive and finite, got {value!r}")
-
-
 @attrs.frozen
 class LocalFallback:
     """What a :class:`RedisRateLimiter` does while Redis is unreachable.
@@ -212,25 +187,9 @@ class LocalFallback:
     """
 
     #: How many processes share the account's rate (each takes an equal share).
-    workers: int = attrs.field(validator=_check_workers)
+    workers: int = attrs.field(validator=[INTEGER, ge(1)])
     #: Seconds between two attempts to reach Redis again while it is down.
-    retry_interval: float = attrs.field(default=5.0, validator=_check_interval)
-
-
-def _check_rate(rate: object) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise TypeError(f"rate must be a number, got {type(rate).__name__}")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise ValueError(f"rate must be a positive, finite number, got {rate!r}")
-    return float(rate)
-
-
-def _check_burst(burst: object) -> int:
-    if not isinstance(burst, int) or isinstance(burst, bool):
-        raise TypeError(f"burst must be an int, got {type(burst).__name__}")
-    if burst < 1:
-        raise ValueError(f"burst must be >= 1, got {burst!r}")
-    return burst
+    retry_interval: float = attrs.field(default=5.0, validator=[NUMBER, gt(0)])
 
 
 def _check_max_wait(max_wait: object) -> float | None:
@@ -306,9 +265,9 @@ class RedisRateLimiter:
         if fallback is not None and not isinstance(fallback, LocalFallback):
             raise TypeError(f"fallback must be a LocalFallback, got {type(fallback).__name__}")
         #: Requests per second for the account, all processes together.
-        self.rate = _check_rate(rate)
+        self.rate = float(check_rate(rate))
         #: Tokens the bucket holds.
-        self.burst = _check_burst(burst)
+        self.burst = check_burst(burst)
         #: The longest an ``acquire()`` waits, in seconds (``None``: no limit).
         self.max_wait = _check_max_wait(max_wait)
         #: What to do while Redis is unreachable (``None``: raise).

@@ -1,7 +1,7 @@
 """The ``itnio-async`` command line, run for real.
 
 End to end, ``python -m itnio_async`` runs in a subprocess against its ``--demo`` fake, and
-the output is parsed back and compared with the same fake's data (``_cli.demo_vendor``).
+the output is parsed back and compared with the same fake's data (``commands.demo_vendor``).
 The many argument and exit-code cases call ``main(argv)`` in-process, pointed at a small
 fake vendor through the module's private transport seam; nothing reaches the network.
 """
@@ -26,8 +26,9 @@ import httpx
 import pytest
 
 import itnio_async
-from itnio_async import _cli, _cli_progress
-from itnio_async._cli_output import Output
+from itnio_async.cli import _commands as commands
+from itnio_async.cli import _progress as cli_progress
+from itnio_async.cli._output import Output
 from itnio_async.testing import Dataset, FakeTask, FakeVendor, Fault, FaultPlan
 
 KEY = "cli-key"
@@ -80,12 +81,12 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeVendor:
     monkeypatch.setenv("ITNIO_API_SECRET", SECRET)
     # Loopback and closed: should the seam ever be bypassed, nothing leaves the machine.
     monkeypatch.setenv("ITNIO_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setattr(_cli, "_transport_factory", vendor.transport)
+    monkeypatch.setattr(commands, "_transport_factory", vendor.transport)
     return vendor
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = _cli.main(list(argv))
+    code = commands.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -101,7 +102,7 @@ def test_export_writes_every_record_as_json_lines(
 ) -> None:
     path = tmp_path / "tasks.jsonl"
     code, err = export(capsys, path)
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
     assert len(expected) == TASKS
     assert read_jsonl(path) == [expected_row(task) for task in expected]
@@ -112,7 +113,7 @@ def test_export_to_stdout_as_csv_with_a_header(
     fake: FakeVendor, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run(capsys, "export", *WINDOW, "--format", "csv", "--limit", "120")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     rows = list(csv.DictReader(io.StringIO(out)))
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:120]
     assert rows == as_strings([expected_row(task) for task in expected])
@@ -136,7 +137,7 @@ def test_statuses_by_name_or_number(
 ) -> None:
     path = tmp_path / "tasks.jsonl"
     code, _ = export(capsys, path, "--statuses", *statuses)
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59", statuses=numbers)
     assert 0 < len(expected) < TASKS
     assert read_jsonl(path) == [expected_row(task) for task in expected]
@@ -148,7 +149,7 @@ def test_app_id_and_search_filter_like_the_vendor(
     path = tmp_path / "tasks.csv"
     word = next(iter(fake.dataset)).task_name.split()[0]
     code, _ = export(capsys, path, "--app-id", "2", "--search", word.upper())
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     expected = fake.expected(
         "2024-01-01 00:00:00", "2024-06-30 23:59:59", app_id=2, search=word.upper()
     )
@@ -162,7 +163,7 @@ def test_limit_and_page_size(
 ) -> None:
     path = tmp_path / "tasks.jsonl"
     code, err = export(capsys, path, "--limit", "130", "--page-size", "50", "--concurrency", "2")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:130]
     assert read_jsonl(path) == [expected_row(task) for task in expected]
     assert "done: 130 records, 3 pages" in err
@@ -174,10 +175,10 @@ def test_start_page_appends_exactly_the_rest(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
 ) -> None:
     whole, part = tmp_path / f"whole.{suffix}", tmp_path / f"part.{suffix}"
-    assert export(capsys, whole)[0] == _cli.EXIT_OK
-    assert export(capsys, part, "--limit", "200")[0] == _cli.EXIT_OK
+    assert export(capsys, whole)[0] == commands.EXIT_OK
+    assert export(capsys, part, "--limit", "200")[0] == commands.EXIT_OK
     code, err = export(capsys, part, "--start-page", "3")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert "from page 3" in err
     assert part.read_bytes() == whole.read_bytes()  # one CSV header, no repeats, no gaps
 
@@ -186,11 +187,11 @@ def test_resume_removes_a_partial_last_line_first(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     whole, part = tmp_path / "whole.jsonl", tmp_path / "part.jsonl"
-    assert export(capsys, whole)[0] == _cli.EXIT_OK
+    assert export(capsys, whole)[0] == commands.EXIT_OK
     lines = whole.read_bytes().splitlines(keepends=True)
     part.write_bytes(b"".join(lines[:100]) + lines[100][:17])  # as a hard kill could leave
     code, err = export(capsys, part, "--start-page", "2")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert "removed a partial last line (17 bytes)" in err
     assert part.read_bytes() == whole.read_bytes()
 
@@ -202,7 +203,7 @@ def test_an_empty_result_still_writes_the_csv_header(
     code, _, err = run(
         capsys, "export", "--start", "2023-01-01", "--end", "2023-01-02", "-o", str(path)
     )
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert path.read_text() == (
         "job_id,task_name,status,status_name,rate,num_cnt,call_num,success,fail,created_time\n"
     )
@@ -214,7 +215,7 @@ def test_server_timezone_writes_times_with_their_offset(
 ) -> None:
     path = tmp_path / "tasks.jsonl"
     code, _ = export(capsys, path, "--server-timezone", "Asia/Shanghai", "--limit", "5")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     rows = read_jsonl(path)
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:5]
     assert [row["job_id"] for row in rows] == [task.job_id for task in expected]
@@ -225,7 +226,7 @@ def test_count_makes_one_request_of_one_record(
     fake: FakeVendor, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run(capsys, "count", *WINDOW, "--statuses", "completed")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59", statuses=[2])
     assert out == f"{len(expected)}\n"
     assert err == ""
@@ -237,7 +238,7 @@ def test_a_bare_date_as_end_means_the_whole_day(
 ) -> None:
     day = next(iter(fake.dataset)).created_time.date().isoformat()
     code, out, _ = run(capsys, "count", "--start", day, "--end", day)
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert int(out) == len(fake.expected(f"{day} 00:00:00", f"{day} 23:59:59")) > 0
 
 
@@ -248,7 +249,7 @@ def test_quiet_prints_nothing_on_success(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, err = export(capsys, tmp_path / "tasks.jsonl", "--quiet")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert err == ""
 
 
@@ -256,7 +257,7 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, err = export(capsys, tmp_path / "tasks.jsonl", "--page-size", "50")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     lines = err.splitlines()
     assert lines[0] == (
         f"itnio-async: exporting {TASKS} records in 9 pages of 50, from page 1, to "
@@ -274,9 +275,9 @@ def test_progress_bar_on_a_terminal(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_cli_progress, "stream_is_terminal", lambda stream: True)
+    monkeypatch.setattr(cli_progress, "stream_is_terminal", lambda stream: True)
     code, err = export(capsys, tmp_path / "tasks.jsonl", "--page-size", "50")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert f"{TASKS}/{TASKS} records" in err
     assert "9/9 pages" in err
     assert "req/s" in err
@@ -291,10 +292,10 @@ def test_without_rich_a_one_line_note_then_plain_lines(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_cli_progress, "stream_is_terminal", lambda stream: True)
+    monkeypatch.setattr(cli_progress, "stream_is_terminal", lambda stream: True)
     monkeypatch.setitem(sys.modules, "rich.console", None)  # import fails
     code, err = export(capsys, tmp_path / "tasks.jsonl")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     notes = [line for line in err.splitlines() if "note:" in line]
     assert notes == [
         "itnio-async: note: no progress bar without rich (pip install 'itnio-async[cli]'); "
@@ -308,7 +309,7 @@ def test_verbose_logs_retries(
 ) -> None:
     fake.clock_offset = 3600.0  # -16 until the client learns the clock, then retried at once
     code, err = export(capsys, tmp_path / "tasks.jsonl", "-v")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     assert "itnio-async: warning: retrying POST" in err
     assert SECRET not in err
 
@@ -323,7 +324,7 @@ def test_missing_credentials_is_one_line_naming_both_variables(
     monkeypatch.setenv("ITNIO_API_SECRET", "")
     path = tmp_path / "tasks.jsonl"
     code, out, err = run(capsys, "export", *WINDOW, "-o", str(path))
-    assert code == _cli.EXIT_USAGE
+    assert code == commands.EXIT_USAGE
     assert out == ""
     assert len(err.splitlines()) == 1
     assert err.startswith("itnio-async: error: missing credentials")
@@ -366,7 +367,7 @@ def test_bad_arguments_exit_2(
     fake: FakeVendor, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     code, out, err = run(capsys, *argv)
-    assert code == _cli.EXIT_USAGE
+    assert code == commands.EXIT_USAGE
     assert out == ""
     assert "error:" in err
     assert fake.stats.requests == 0
@@ -377,19 +378,19 @@ def test_a_bad_base_url_is_a_usage_error(
 ) -> None:
     monkeypatch.setenv("ITNIO_BASE_URL", "http://example.com")
     code, _, err = run(capsys, "count", *WINDOW)
-    assert code == _cli.EXIT_USAGE
+    assert code == commands.EXIT_USAGE
     assert err.startswith("itnio-async: error: base_url must be https://")
 
 
 def test_rate_limit_accepts_numbers_and_none() -> None:
-    parser = _cli.build_parser()
+    parser = commands.build_parser()
     for text, value in [("2.5", 2.5), ("none", 0.0), ("0", 0.0), ("OFF", 0.0)]:
         args = parser.parse_args(["export", *WINDOW, "--rate-limit", text])
         assert args.rate_limit == value
 
 
 def test_global_options_go_before_or_after_the_command() -> None:
-    parser = _cli.build_parser()
+    parser = commands.build_parser()
     before = parser.parse_args(["--demo", "-q", "export"])
     after = parser.parse_args(["export", "--demo", "-q"])
     assert (before.demo, before.quiet, after.demo, after.quiet) == (True, True, True, True)
@@ -417,7 +418,7 @@ def test_vendor_refusals_exit_3(
     path.write_text("an earlier export\n")
     fake.faults = FaultPlan(by_request={1: fault})
     code, err = export(capsys, path)
-    assert code == _cli.EXIT_REFUSED
+    assert code == commands.EXIT_REFUSED
     assert err.splitlines() == [err.rstrip("\n")]  # one line
     assert err.startswith(f"itnio-async: error: {message}")
     assert "Traceback" not in err
@@ -432,7 +433,7 @@ def test_wrong_credentials_exit_3_and_never_print_the_secret(
 ) -> None:
     monkeypatch.setenv("ITNIO_API_SECRET", SECRET + "-wrong")
     code, out, err = run(capsys, "-v", "count", *WINDOW)
-    assert code == _cli.EXIT_REFUSED
+    assert code == commands.EXIT_REFUSED
     assert "Traceback" in err  # -v
     assert "AuthenticationError" in err
     assert SECRET not in err + out
@@ -448,12 +449,12 @@ def test_transient_faults_that_outlast_the_retries_exit_4_with_the_page_to_resum
     path = tmp_path / "tasks.jsonl"
     fake.faults = FaultPlan(by_page={3: [fault]})
     code, err = export(capsys, path, "--max-retries", "0", "--concurrency", "1")
-    assert code == _cli.EXIT_TRANSIENT
+    assert code == commands.EXIT_TRANSIENT
     assert err.splitlines()[-1].startswith("itnio-async: error: ")
     assert err.rstrip().endswith("; 200 records written, resume with --start-page 3")
     assert len(read_jsonl(path)) == 200
     fake.faults = None
-    assert export(capsys, path, "--start-page", "3")[0] == _cli.EXIT_OK
+    assert export(capsys, path, "--start-page", "3")[0] == commands.EXIT_OK
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
     assert read_jsonl(path) == [expected_row(task) for task in expected]
 
@@ -463,9 +464,25 @@ def test_count_exits_4_on_a_transient_fault(
 ) -> None:
     fake.faults = FaultPlan(by_request={1: Fault.http(502, html=True)})
     code, out, err = run(capsys, "count", *WINDOW, "--max-retries", "0")
-    assert code == _cli.EXIT_TRANSIENT
+    assert code == commands.EXIT_TRANSIENT
     assert out == ""
     assert err.startswith("itnio-async: error: HTTP 502")
+
+
+def test_the_exit_code_follows_what_an_error_says_of_its_transience() -> None:
+    """The tool asks the error (``transient``), not a private copy of the retry rules."""
+
+    class Passing(itnio_async.ItnioError):
+        transient = True
+
+    assert commands.exit_code_for(Passing("passes with time")) == commands.EXIT_TRANSIENT
+    assert commands.exit_code_for(itnio_async.ItnioHTTPError(503, "")) == commands.EXIT_TRANSIENT
+    assert commands.exit_code_for(itnio_async.ItnioHTTPError(403, "")) == commands.EXIT_REFUSED
+    refused = itnio_async.ItnioHTTPError(503, "")
+    refused.transient = False
+    assert commands.exit_code_for(refused) == commands.EXIT_REFUSED
+    unavailable = itnio_async.LimiterUnavailableError("redis is down")
+    assert commands.exit_code_for(unavailable) == commands.EXIT_FAILURE
 
 
 def test_a_malformed_reply_exits_5(
@@ -477,9 +494,9 @@ def test_a_malformed_reply_exits_5(
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="<html>maintenance</html>")
 
-    monkeypatch.setattr(_cli, "_transport_factory", lambda: httpx.MockTransport(handler))
+    monkeypatch.setattr(commands, "_transport_factory", lambda: httpx.MockTransport(handler))
     code, err = export(capsys, tmp_path / "tasks.jsonl")
-    assert code == _cli.EXIT_MALFORMED
+    assert code == commands.EXIT_MALFORMED
     assert err.startswith("itnio-async: error: malformed reply")
 
 
@@ -501,7 +518,7 @@ def test_a_write_error_exits_1_with_the_page_to_resume(
     monkeypatch.setattr(Output, "write_page", write_page)
     path = tmp_path / "tasks.jsonl"
     code, err = export(capsys, path)
-    assert code == _cli.EXIT_FAILURE
+    assert code == commands.EXIT_FAILURE
     assert err.splitlines()[-1] == (
         f"itnio-async: error: cannot write {path}: No space left on device; "
         "200 records written, resume with --start-page 3"
@@ -519,7 +536,7 @@ def test_an_unexpected_error_is_one_line_without_verbose(
 
     monkeypatch.setattr(Output, "write_page", boom)
     code, err = export(capsys, tmp_path / "tasks.jsonl", "-q")
-    assert code == _cli.EXIT_FAILURE
+    assert code == commands.EXIT_FAILURE
     assert err == (
         "itnio-async: error: internal error: RuntimeError: boom (run with -v for the traceback)\n"
     )
@@ -536,8 +553,8 @@ def test_a_closed_stdout_stops_quietly_with_141(
         buffer = ClosedPipe()
 
     monkeypatch.setattr(sys, "stdout", Stdout())
-    code = _cli.main(["-q", "export", *WINDOW])
-    assert code == _cli.EXIT_OUTPUT_CLOSED
+    code = commands.main(["-q", "export", *WINDOW])
+    assert code == commands.EXIT_OUTPUT_CLOSED
     assert capsys.readouterr().err == ""
 
 
@@ -555,7 +572,7 @@ def test_ctrl_c_in_process_leaves_whole_pages_and_says_where_to_resume(
 
     path = tmp_path / "tasks.jsonl"
     code, err = export(capsys, path, "--page-size", "50", "--concurrency", "1")
-    assert code == _cli.EXIT_INTERRUPTED
+    assert code == commands.EXIT_INTERRUPTED
     rows = read_jsonl(path)
     assert len(rows) % 50 == 0
     resume = len(rows) // 50 + 1
@@ -571,7 +588,7 @@ def test_help_documents_the_exit_codes_and_the_environment(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(capsys, "export", "--help")
-    assert code == _cli.EXIT_OK
+    assert code == commands.EXIT_OK
     for text in ("exit codes:", "130", "ITNIO_API_KEY", "--start-page", "--statuses"):
         assert text in out
     assert "--demo-latency" not in out
@@ -593,6 +610,16 @@ def test_python_dash_m_runs_the_command_line(
     assert capsys.readouterr().out.startswith("itnio-async ")
 
 
+def test_the_console_script_runs_the_cli_packages_main() -> None:
+    from importlib.metadata import entry_points
+
+    from itnio_async.cli import main
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "itnio-async"]
+    assert script.value == "itnio_async.cli:main"
+    assert script.load() is main is commands.main
+
+
 # -- the demo -------------------------------------------------------------------------------
 
 
@@ -601,12 +628,12 @@ def test_demo_count_is_the_whole_generated_window(
 ) -> None:
     monkeypatch.delenv("ITNIO_API_KEY", raising=False)  # the demo needs none
     code, out, _ = run(capsys, "--demo", "--demo-latency", "0", "count")
-    assert (code, out) == (0, f"{_cli.DEMO_TASKS}\n")
+    assert (code, out) == (0, f"{commands.DEMO_TASKS}\n")
 
 
 def demo_rows(today: date, **filters: Any) -> list[dict[str, Any]]:
-    vendor = _cli.demo_vendor(latency=0, today=today)
-    start, end = filters.pop("window", _cli.demo_window(today))
+    vendor = commands.demo_vendor(latency=0, today=today)
+    start, end = filters.pop("window", commands.demo_window(today))
     return [expected_row(task) for task in vendor.expected(start, end, **filters)]
 
 
@@ -639,15 +666,15 @@ def test_demo_export_to_jsonl_matches_the_fake(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert read_jsonl(path) == demo_rows(today)
-    assert len(read_jsonl(path)) == _cli.DEMO_TASKS
+    assert len(read_jsonl(path)) == commands.DEMO_TASKS
     last = result.stderr.splitlines()[-1]
-    assert last.startswith(f"itnio-async: done: {_cli.DEMO_TASKS} records, 300 pages")
+    assert last.startswith(f"itnio-async: done: {commands.DEMO_TASKS} records, 300 pages")
     assert "retries" in last  # the demo injects a few faults: the stream retried through
 
 
 def test_demo_export_to_csv_with_filters_matches_the_fake(tmp_path: Path) -> None:
     today = date.today()
-    start, _ = _cli.demo_window(today)
+    start, _ = commands.demo_window(today)
     first = start.date().isoformat()
     path = tmp_path / "tasks.csv"
     result = run_module(
@@ -721,11 +748,11 @@ def test_ctrl_c_stops_at_once_leaves_whole_pages_and_resumes_exactly(tmp_path: P
             child.kill()
             child.communicate()
     assert time.monotonic() - signal_sent < 5  # at once, not after the export
-    assert child.returncode == _cli.EXIT_INTERRUPTED, err
+    assert child.returncode == commands.EXIT_INTERRUPTED, err
     assert out == ""
     rows = read_jsonl(path)  # every line parses
     assert len(rows) % 100 == 0
-    assert 0 < len(rows) < _cli.DEMO_TASKS
+    assert 0 < len(rows) < commands.DEMO_TASKS
     resume = len(rows) // 100 + 1
     assert err.splitlines()[-1] == (
         f"itnio-async: interrupted: {len(rows)} records written; resume with --start-page {resume}"

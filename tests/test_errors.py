@@ -19,8 +19,11 @@ from itnio_async._errors import (
     ItnioHTTPError,
     ItnioTimeoutError,
     ItnioTransportError,
+    LimiterTimeoutError,
+    LimiterUnavailableError,
     MalformedResponseError,
     RateLimitedError,
+    ResultUnstableError,
     TimestampExpiredError,
     VendorServerError,
     api_error,
@@ -41,6 +44,9 @@ TREE = {
     ItnioTimeoutError: ItnioTransportError,
     MalformedResponseError: ItnioError,
     ClientStateError: ItnioError,
+    LimiterUnavailableError: ItnioError,
+    LimiterTimeoutError: ItnioError,
+    ResultUnstableError: ItnioError,
 }
 
 #: The branches under the root that must stay apart (catching one never catches another).
@@ -50,7 +56,30 @@ BRANCHES = [
     ItnioTransportError,
     MalformedResponseError,
     ClientStateError,
+    LimiterUnavailableError,
+    LimiterTimeoutError,
+    ResultUnstableError,
 ]
+
+#: Each class's own ``transient``: true for exactly what the retry policy retries.
+TRANSIENT = {
+    ItnioError: False,
+    ItnioAPIError: False,
+    AuthenticationError: False,
+    IPRestrictedError: False,
+    TimestampExpiredError: True,
+    VendorServerError: True,
+    InvalidParameterError: False,
+    ItnioHTTPError: False,
+    RateLimitedError: True,
+    ItnioTransportError: True,
+    ItnioTimeoutError: True,
+    MalformedResponseError: False,
+    ClientStateError: False,
+    LimiterUnavailableError: False,
+    LimiterTimeoutError: False,
+    ResultUnstableError: False,
+}
 
 
 @pytest.mark.parametrize(("cls", "parent"), TREE.items(), ids=lambda c: c.__name__)
@@ -64,6 +93,38 @@ def test_the_tree_names_every_public_error() -> None:
     """No public error class is left out of the drawing (and so out of these tests)."""
     public = {getattr(_errors, name) for name in _errors.__all__} - {ItnioError}
     assert public == set(TREE)
+
+
+def test_the_module_docstring_draws_every_error_of_the_tree() -> None:
+    drawing = (_errors.__doc__ or "").split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    drawn = {line.split("── ")[-1].split()[0] for line in drawing.splitlines() if "── " in line}
+    assert drawn == {cls.__name__ for cls in TREE}
+    assert drawing.startswith("    ItnioError ")
+
+
+@pytest.mark.parametrize(("cls", "transient"), TRANSIENT.items(), ids=lambda c: str(c))
+def test_each_error_class_says_whether_it_is_transient(cls: type, transient: bool) -> None:
+    assert cls.transient is transient
+    assert set(TRANSIENT) == {ItnioError, *TREE}
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [
+        *((status, True) for status in (429, 500, 502, 503, 504)),
+        *((status, False) for status in (400, 401, 403, 404, 501, 505)),
+    ],
+)
+def test_an_http_error_is_transient_by_its_status(status: int, transient: bool) -> None:
+    assert ItnioHTTPError(status, "").transient is transient
+
+
+def test_a_stream_error_has_no_resume_cursor_until_a_stream_sets_one() -> None:
+    error = ResultUnstableError("the result kept changing")
+    assert error.resume_from is None
+    assert error.page is None
+    error.resume_from = ("cursor", 7)
+    assert str(error) == "the result kept changing"
 
 
 @pytest.mark.parametrize("branch", BRANCHES, ids=lambda c: c.__name__)
@@ -224,6 +285,7 @@ def test_errors_chain_their_cause_when_raised_from_one() -> None:
 def _with_context(error: ItnioError) -> ItnioError:
     error.attempts = 3
     error.page = 4
+    error.resume_from = {"page": 4, "end": "2024-06-30 23:59:59"}
     return error
 
 
@@ -234,6 +296,9 @@ PICKLABLE = [
     _with_context(RateLimitedError(429, "slow down", reason="Too Many", retry_after=2.0)),
     _with_context(MalformedResponseError("not JSON", status_code=502, body="<html>")),
     _with_context(ClientStateError("closed")),
+    _with_context(LimiterUnavailableError("redis is down")),
+    _with_context(LimiterTimeoutError("too long", max_wait=2.0)),
+    _with_context(ResultUnstableError("the result kept changing")),
 ]
 
 

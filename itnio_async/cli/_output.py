@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Final, Literal
 
-from ._models import GroupCallRecord
+from itnio_async import GroupCallRecord
 
 __all__ = ["COLUMNS", "FORMATS", "Format", "Output", "encode_records", "format_for", "record_row"]
 

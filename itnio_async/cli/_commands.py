@@ -71,8 +71,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 import httpx
 
-from ._cli_output import FORMATS, Output, OutputClosedError, format_for
-from ._cli_progress import (
+from itnio_async import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RATE_LIMIT,
+    MAX_PAGE_SIZE,
+    AsyncVoiceClient,
+    GroupCallStatus,
+    ItnioAPIError,
+    ItnioError,
+    ItnioHTTPError,
+    MalformedResponseError,
+    RetryPolicy,
+)
+
+from ._output import FORMATS, Output, OutputClosedError, format_for
+from ._progress import (
     PROG,
     ExportStatus,
     LiveHooks,
@@ -82,14 +95,9 @@ from ._cli_progress import (
     make_reporter,
     stderr_line,
 )
-from ._client import DEFAULT_MAX_CONNECTIONS, DEFAULT_RATE_LIMIT, AsyncVoiceClient
-from ._errors import ItnioAPIError, ItnioError, ItnioHTTPError, MalformedResponseError
-from ._models import GroupCallStatus
-from ._query import MAX_PAGE_SIZE
-from ._retry import RetryPolicy, is_retryable
 
 if TYPE_CHECKING:
-    from .testing import FakeVendor
+    from itnio_async.testing import FakeVendor
 
 __all__ = [
     "DEMO_SEED",
@@ -167,7 +175,7 @@ def demo_vendor(
     today: date | None = None,
 ) -> FakeVendor:
     """The fake vendor ``--demo`` talks to. Tests build the same one to know the data."""
-    from .testing import Dataset, FakeVendor, Fault, FaultPlan
+    from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
     start, end = demo_window(today)
     faults = FaultPlan.random(
@@ -253,6 +261,10 @@ _STATUS_NAMES: Final[dict[str, GroupCallStatus]] = {
 }
 
 
+#: The documented statuses by number.
+_STATUS_NUMBERS: Final[dict[int, GroupCallStatus]] = {int(m): m for m in GroupCallStatus}
+
+
 class _UsageError(Exception):
     """A problem with the command or the environment, found before or as the run starts."""
 
@@ -284,11 +296,9 @@ def _statuses_arg(text: str) -> list[GroupCallStatus]:
             continue
         if key.lstrip("-").isdigit():
             number = int(key)
-            if number not in GroupCallStatus._value2member_map_ or not (
-                GroupCallStatus(number).is_known
-            ):
+            if number not in _STATUS_NUMBERS:
                 raise argparse.ArgumentTypeError(f"not a documented status number: {number}")
-            statuses.append(GroupCallStatus(number))
+            statuses.append(_STATUS_NUMBERS[number])
         elif key in _STATUS_NAMES:
             statuses.append(_STATUS_NAMES[key])
         else:
@@ -425,7 +435,7 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    from . import __version__
+    from itnio_async import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -666,7 +676,7 @@ def exit_code_for(exc: ItnioError) -> int:
     """The exit code for an error of the client (see the ``EXIT_*`` constants)."""
     if isinstance(exc, MalformedResponseError):
         return EXIT_MALFORMED
-    if is_retryable(exc):
+    if exc.transient:
         return EXIT_TRANSIENT
     if isinstance(exc, ItnioAPIError | ItnioHTTPError):
         return EXIT_REFUSED

@@ -28,12 +28,12 @@ from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import attrs
 
-from ._hooks import AttemptEvent, ClientHooks, RetryEvent
+from itnio_async import AttemptEvent, ClientHooks, RetryEvent
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from ._stream import StreamProgress
+    from itnio_async import StreamProgress
 
 __all__ = [
     "BarReporter",

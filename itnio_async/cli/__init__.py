@@ -1,0 +1,15 @@
+"""The ``itnio-async`` command line: ``main`` runs it (see ``_commands`` for what it does).
+
+A client of the library like any other: it imports only the public names of
+``itnio_async`` (and ``itnio_async.testing`` for ``--demo``), never a private module, so
+what the tool needs is what any application can have. The import contract in
+``pyproject.toml`` checks that.
+
+* ``_commands``: the arguments, the commands and their exit codes;
+* ``_output``: JSON Lines and CSV, written one whole page at a time;
+* ``_progress``: the progress bar, plain progress lines and the library's logging.
+"""
+
+from ._commands import main
+
+__all__ = ["main"]
