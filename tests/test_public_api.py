@@ -33,6 +33,9 @@ EXPECTED = {
     "Shard",
     "GroupCallPageStream",
     "StreamProgress",
+    "StreamCursor",
+    "Range",
+    "PagingMode",
     "ItnioError",
     "ItnioAPIError",
     "AuthenticationError",
@@ -78,6 +81,17 @@ TESTING_EXPECTED = {
     "aserve",
     "QUERY_PATH",
     "WIRE_TIME_FORMAT",
+    # churn, replicas, lies and other rules
+    "Churn",
+    "ChurnEvent",
+    "ChurnKind",
+    "ChurnMode",
+    "Pick",
+    "PickWhich",
+    "Lies",
+    "LiesPredicate",
+    "Order",
+    "ReplicaOrder",
 }
 
 CLI_EXPECTED = {"main"}
