@@ -1,20 +1,27 @@
 """The export's output: records as JSON Lines or CSV, written one whole page at a time.
 
-Why whole pages: a resumed export starts at a page boundary (``--start-page``), so the
-file must end at one too. Each page is encoded to a single ``bytes`` block, written with
-one ``write`` and flushed; the size of the file after the last complete page is kept, and
-an export that stops early (Ctrl-C, an error) cuts the file back to it. So an interrupted
-file always holds whole pages, and resuming from the page it names appends exactly the
-rest.
+Why whole pages: a resumed export goes on from the stream's position after a page, so the
+file must end at one too. Each page is encoded to a single ``bytes`` block and written
+with ``os.write`` on a raw descriptor (no buffer that could hold half a page and write it
+again later); the file's length after the last whole page is kept, and a write that fails
+(a full disk) or an export that stops early (Ctrl-C, an error) cuts the file back to it
+with ``os.ftruncate``, which needs no free space. So an interrupted file always holds
+whole pages.
+
+A file export keeps a manifest beside the file (``_manifest``): after each page is written
+and synced, it records the file's length, the records and the stream's cursor. Resuming
+cuts the file back to the manifest's length and appends; the CSV header is written only
+to an empty file.
 
 The file is opened when the first page arrives, not before: a request the vendor refuses
 (bad credentials, a bad filter) leaves an existing file untouched. With ``--start-page``
-greater than 1 the file is appended to (a trailing partial line, which only a hard kill can
-leave, is removed first); the CSV header is written only to an empty file.
+(offset mode, no manifest) the file is appended to after removing a trailing partial line,
+which only a hard kill can leave.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -24,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Final, Literal
 
 from itnio_async import GroupCallRecord
+
+from ._manifest import Manifest, ManifestError, write_all
 
 __all__ = ["COLUMNS", "FORMATS", "Format", "Output", "encode_records", "format_for", "record_row"]
 
@@ -112,26 +121,35 @@ def csv_header() -> bytes:
     return _csv_text([COLUMNS])
 
 
-def _trim_partial_line(file: BinaryIO) -> int:
+def _trim_partial_line(fd: int) -> int:
     """Cut a last line that has no newline; leave the position at the end. Bytes removed."""
-    end = file.seek(0, os.SEEK_END)
-    cut = end
+    end = os.lseek(fd, 0, os.SEEK_END)
+    cut = 0
     position = end
     while position > 0:
         step = min(_TAIL_CHUNK, position)
         position -= step
-        file.seek(position)
-        chunk = file.read(step)
+        os.lseek(fd, position, os.SEEK_SET)
+        chunk = _read_exactly(fd, step)
         newline = chunk.rfind(b"\n")
         if newline >= 0:
             cut = position + newline + 1
             break
-    else:
-        cut = 0
     if cut < end:
-        file.truncate(cut)
-    file.seek(cut)
+        os.ftruncate(fd, cut)
+    os.lseek(fd, cut, os.SEEK_SET)
     return end - cut
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
 
 
 class OutputClosedError(Exception):
@@ -139,22 +157,43 @@ class OutputClosedError(Exception):
 
 
 class Output:
-    """Where an export's records go: a file (``path``) or standard output (``None``)."""
+    """Where an export's records go: a file (``path``) or standard output (``None``).
 
-    def __init__(self, path: str | None, fmt: Format, *, append: bool) -> None:
+    A file is written through a raw descriptor with ``os.write``, one block per page, so
+    nothing waits in a buffer: when a write fails (a full disk), the file is cut back to
+    its last whole page with ``os.ftruncate``, which needs no space, and nothing is left
+    to be written again on close. With a ``manifest``, each page is synced and then
+    recorded in it (records, length, the stream's cursor) before the next one is written.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        fmt: Format,
+        *,
+        header: bool = True,
+        append: bool = False,
+        resume_at: int | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
         #: The file's path; ``None`` for standard output.
         self.path = None if path == "-" else path
         #: ``jsonl`` or ``csv``.
         self.format: Format = fmt
-        # Append (a resumed export) rather than replace.
+        # Whether a CSV header goes before the first page (only ever to an empty file).
+        self._header = header and fmt == "csv"
+        # --start-page: append to the file after removing a partial last line.
         self._append = append
-        # The open file, once the first page arrived (never standard output).
-        self._file: BinaryIO | None = None
+        # Resuming from a manifest: cut the file back to this length and append.
+        self._resume_at = resume_at
+        self._manifest = manifest
+        # The open file's descriptor, once the first page arrived (never stdout's).
+        self._fd: int | None = None
         # Whether anything was opened yet (a file, or standard output used).
         self._opened = False
-        # The file's size after the last complete page; an early stop cuts back to it.
-        self._committed = 0
-        #: Bytes of a partial last line removed before appending (for a warning).
+        #: The file's length after the last whole page; an early stop cuts back to it.
+        self.committed = 0
+        #: Bytes removed from the end of the file before appending (for a warning).
         self.trimmed = 0
 
     @property
@@ -168,34 +207,43 @@ class Output:
 
     def _open(self) -> None:
         self._opened = True
-        header = self.format == "csv"
-        if self.path is None:
-            header = header and not self._append
-            if header:
-                self._write(csv_header())
+        path = self.path
+        if path is None:
             return
-        if self._append and os.path.exists(self.path):
-            file: BinaryIO = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+        if self._resume_at is not None:
+            fd = os.open(path, os.O_RDWR)
             try:
-                self.trimmed = _trim_partial_line(file)
+                size = os.fstat(fd).st_size
+                if size < self._resume_at:
+                    raise ManifestError(
+                        f"{path} is shorter ({size} bytes) than its manifest says "
+                        f"({self._resume_at} bytes): it changed since that export; start "
+                        "over with --restart (or delete the manifest)"
+                    )
+                if size > self._resume_at:
+                    os.ftruncate(fd, self._resume_at)
+                    self.trimmed = size - self._resume_at
+                self.committed = os.lseek(fd, self._resume_at, os.SEEK_SET)
             except BaseException:
-                file.close()
+                os.close(fd)
                 raise
-            header = header and file.tell() == 0
+            self._header = self._header and self.committed == 0
+        elif self._append:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                self.trimmed = _trim_partial_line(fd)
+                self.committed = os.lseek(fd, 0, os.SEEK_CUR)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._header = self._header and self.committed == 0
         else:
-            file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
-        self._file = file
-        self._committed = file.tell()
-        if header:
-            self._write(csv_header())
+            if self._manifest is not None:
+                self._manifest.remove()  # a stale one (--restart) must not outlive the file
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self._fd = fd
 
-    def _write(self, block: bytes) -> None:
-        file = self._file
-        if file is not None:
-            file.write(block)
-            file.flush()
-            self._committed = file.tell()
-            return
+    def _write_stdout(self, block: bytes) -> None:
         try:
             stdout = self._stdout()
             if stdout is not None:
@@ -207,24 +255,64 @@ class Output:
         except BrokenPipeError as exc:
             raise OutputClosedError from exc
 
-    def write_page(self, records: Sequence[GroupCallRecord]) -> None:
-        """Write one page's records with one write, and flush."""
+    def _commit(self, block: bytes, records: int, cursor: str | None) -> None:
+        """Write ``block`` whole and record it in the manifest, or leave the file as it was."""
+        fd = self._fd
+        if fd is None:
+            self._write_stdout(block)
+            return
+        end = self.committed + len(block)
+        try:
+            write_all(fd, block)
+            manifest = self._manifest
+            if manifest is not None and cursor is not None:
+                os.fsync(fd)  # the manifest never names bytes that are not on the disk
+                manifest.save(records=manifest.records + records, size=end, cursor=cursor)
+        except BaseException:
+            self._cut_back(fd)
+            raise
+        self.committed = end
+
+    def _cut_back(self, fd: int) -> None:
+        """Cut the file back to its last whole page; a full disk does not stop this."""
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            os.ftruncate(fd, self.committed)
+            os.lseek(fd, self.committed, os.SEEK_SET)
+
+    def _header_block(self) -> bytes:
+        if not self._header:
+            return b""
+        self._header = False
+        return csv_header()
+
+    def write_page(self, records: Sequence[GroupCallRecord], cursor: str | None = None) -> None:
+        """Write one page's records with one write (synced and recorded in the manifest
+        with ``cursor``, the stream's position after the page, when there is one)."""
         if not self._opened:
             self._open()
-        if records:
-            self._write(encode_records(records, self.format))
+        header = self._header_block()
+        block = header + encode_records(records, self.format) if records else header
+        if block:
+            try:
+                self._commit(block, len(records), cursor)
+            except BaseException:
+                self._header = bool(header)
+                raise
 
     def close(self, *, complete: bool) -> None:
         """Close the file. ``complete=False`` (an early stop) first cuts it back to the end
-        of the last whole page. An export that wrote nothing still creates its file when
-        ``complete``."""
-        if complete and not self._opened:
-            self._open()
-        file, self._file = self._file, None
-        if file is None:
-            return
+        of the last whole page. An export that wrote nothing still creates its file (a CSV
+        one with its header) when ``complete``."""
         try:
-            if not complete and file.tell() != self._committed:
-                file.truncate(self._committed)
+            if complete and not self._opened:
+                self._open()
+            if complete and self._header:
+                self._commit(self._header_block(), 0, None)
         finally:
-            file.close()
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                try:
+                    if not complete and os.fstat(fd).st_size != self.committed:
+                        os.ftruncate(fd, self.committed)
+                finally:
+                    os.close(fd)
