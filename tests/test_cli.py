@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import pytest
 
 import itnio_async
 from itnio_async.cli import _commands as commands
+from itnio_async.cli import _output as cli_output
 from itnio_async.cli import _progress as cli_progress
 from itnio_async.cli._output import Output
 from itnio_async.testing import Dataset, FakeTask, FakeVendor, Fault, FaultPlan
@@ -70,6 +73,28 @@ def as_strings(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{key: str(value) for key, value in row.items()} for row in rows]
 
 
+def records_written(err: str, hint: str) -> int:
+    """The records an error's last line says were written, checking how it says to resume."""
+    match = re.search(rf"; (\d+) records written, {re.escape(hint)}$", err.rstrip())
+    assert match is not None, err
+    return int(match[1])
+
+
+def manifest_of(path: Path) -> Path:
+    return path.with_name(path.name + ".itnio-export.json")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(manifest_of(path).read_text(encoding="utf-8"))
+    return data
+
+
+def all_rows(fake: FakeVendor, **filters: Any) -> list[dict[str, Any]]:
+    """What a whole export of ``WINDOW`` must hold, from the fake's data alone."""
+    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59", **filters)
+    return [expected_row(task) for task in expected]
+
+
 # -- in-process runs against a small fake ------------------------------------------------
 
 
@@ -107,6 +132,7 @@ def test_export_writes_every_record_as_json_lines(
     assert len(expected) == TASKS
     assert read_jsonl(path) == [expected_row(task) for task in expected]
     assert err.splitlines()[-1].startswith(f"itnio-async: done: {TASKS} records, 5 pages")
+    assert not manifest_of(path).exists()  # complete: a later run starts afresh
 
 
 def test_export_to_stdout_as_csv_with_a_header(
@@ -158,29 +184,44 @@ def test_app_id_and_search_filter_like_the_vendor(
         assert list(csv.DictReader(file)) == as_strings([expected_row(t) for t in expected])
 
 
-def test_limit_and_page_size(
+def test_limit_and_page_size_then_a_re_run_goes_on(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "tasks.jsonl"
-    code, err = export(capsys, path, "--limit", "130", "--page-size", "50", "--concurrency", "2")
+    argv = ("--page-size", "50", "--concurrency", "2")
+    code, err = export(capsys, path, "--limit", "130", *argv)
     assert code == commands.EXIT_OK
-    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:130]
-    assert read_jsonl(path) == [expected_row(task) for task in expected]
-    assert "done: 130 records, 3 pages" in err
-    assert sorted(fake.stats.per_page) == [1, 2, 3]  # no page fetched beyond the limit
+    assert read_jsonl(path) == all_rows(fake)[:130]
+    # A page holds up to 50 records (the boundary second's repeats are dropped), and no
+    # request is made beyond the limit.
+    match = re.search(r"done: 130 records, (\d+) pages, (\d+) requests", err)
+    assert match is not None, err
+    pages = int(match[1])
+    assert 3 <= pages == int(match[2]) == fake.stats.requests
+    assert "stopped at --limit: run the same command again for the next records" in err
+    assert read_manifest(path)["records"] == 130
+    # The window has more: the same command without --limit appends exactly the rest.
+    code, err = export(capsys, path, *argv)
+    assert code == commands.EXIT_OK
+    assert read_jsonl(path) == all_rows(fake)
+    assert f"done: {TASKS - 130} records ({TASKS} in {path})" in err
+    assert not manifest_of(path).exists()
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
-def test_start_page_appends_exactly_the_rest(
+def test_start_page_appends_exactly_the_rest_by_page_number(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
 ) -> None:
     whole, part = tmp_path / f"whole.{suffix}", tmp_path / f"part.{suffix}"
     assert export(capsys, whole)[0] == commands.EXIT_OK
-    assert export(capsys, part, "--limit", "200")[0] == commands.EXIT_OK
+    header = 1 if suffix == "csv" else 0
+    lines = whole.read_bytes().splitlines(keepends=True)
+    part.write_bytes(b"".join(lines[: header + 200]))  # pages 1 and 2 of 100
     code, err = export(capsys, part, "--start-page", "3")
     assert code == commands.EXIT_OK
     assert "from page 3" in err
     assert part.read_bytes() == whole.read_bytes()  # one CSV header, no repeats, no gaps
+    assert not manifest_of(part).exists()  # offset mode keeps none
 
 
 def test_resume_removes_a_partial_last_line_first(
@@ -207,7 +248,8 @@ def test_an_empty_result_still_writes_the_csv_header(
     assert path.read_text() == (
         "job_id,task_name,status,status_name,rate,num_cnt,call_num,success,fail,created_time\n"
     )
-    assert "done: 0 records, 1 pages" in err
+    assert "done: 0 records, 0 pages" in err
+    assert not manifest_of(path).exists()
 
 
 def test_server_timezone_writes_times_with_their_offset(
@@ -259,10 +301,7 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal(
     code, err = export(capsys, tmp_path / "tasks.jsonl", "--page-size", "50")
     assert code == commands.EXIT_OK
     lines = err.splitlines()
-    assert lines[0] == (
-        f"itnio-async: exporting {TASKS} records in 9 pages of 50, from page 1, to "
-        f"{tmp_path / 'tasks.jsonl'}"
-    )
+    assert lines[0] == f"itnio-async: exporting {TASKS} records to {tmp_path / 'tasks.jsonl'}"
     progress = [line for line in lines if "req/s" in line]
     assert progress
     assert all("retries" in line and "elapsed" in line for line in progress)
@@ -279,11 +318,13 @@ def test_progress_bar_on_a_terminal(
     code, err = export(capsys, tmp_path / "tasks.jsonl", "--page-size", "50")
     assert code == commands.EXIT_OK
     assert f"{TASKS}/{TASKS} records" in err
-    assert "9/9 pages" in err
+    assert re.search(r"\d+ pages", err)
     assert "req/s" in err
     # After the bar (and the escape that shows the cursor again), the summary.
     last = err.rstrip().splitlines()[-1]
-    assert f"itnio-async: done: {TASKS} records, 9 pages, 9 requests, 0 retries, " in last
+    match = re.search(rf"itnio-async: done: {TASKS} records, (\d+) pages, (\d+) requests, 0 ", last)
+    assert match is not None, last
+    assert f"{match[1]}/{match[1]} pages" in err  # the bar ends with what was written
 
 
 def test_without_rich_a_one_line_note_then_plain_lines(
@@ -360,6 +401,11 @@ def test_missing_credentials_is_one_line_naming_both_variables(
         ["export", *WINDOW, "-o", "no/such/dir/tasks.jsonl"],
         ["export", *WINDOW, "-o", "."],
         ["export", *WINDOW, "--api-secret", "s3cret"],  # secrets are not options
+        ["export", *WINDOW, "-o", "tasks.jsonl", "--resume-from", "itc1.e30"],  # a manifest's
+        ["export", *WINDOW, "--resume-from", "itc1.e30", "--start-page", "2"],
+        ["export", *WINDOW, "--resume-from", "page 3"],  # not a cursor
+        ["export", *WINDOW, "--restart"],  # stdout has no manifest
+        ["export", *WINDOW, "-o", "tasks.jsonl", "--restart", "--start-page", "2"],
         [],
     ],
 )
@@ -443,20 +489,233 @@ def test_wrong_credentials_exit_3_and_never_print_the_secret(
     "fault",
     [Fault.code(-18), Fault.code(-16), Fault.http(503), Fault.http(429), Fault.drop()],
 )
-def test_transient_faults_that_outlast_the_retries_exit_4_with_the_page_to_resume(
+def test_transient_faults_that_outlast_the_retries_exit_4_and_a_re_run_resumes(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: Fault
 ) -> None:
     path = tmp_path / "tasks.jsonl"
-    fake.faults = FaultPlan(by_page={3: [fault]})
+    fake.faults = FaultPlan(by_request={3: fault})  # one at a time: request 3 is page 3
     code, err = export(capsys, path, "--max-retries", "0", "--concurrency", "1")
     assert code == commands.EXIT_TRANSIENT
     assert err.splitlines()[-1].startswith("itnio-async: error: ")
-    assert err.rstrip().endswith("; 200 records written, resume with --start-page 3")
-    assert len(read_jsonl(path)) == 200
+    written = records_written(err, "run the same command again to resume")
+    assert 100 < written <= 200  # two pages of up to 100
+    assert read_jsonl(path) == all_rows(fake)[:written]
+    manifest = read_manifest(path)
+    assert manifest["format"] == "jsonl"
+    assert manifest["window"] == {
+        "start": "2024-01-01T00:00:00",
+        "end": "2024-06-30T23:59:59",
+        "server_timezone": None,
+    }
+    assert manifest["filters"] == {"statuses": None, "app_id": None, "search": None}
+    assert manifest["page_size"] == 100
+    assert (manifest["records"], manifest["bytes"]) == (written, path.stat().st_size)
+    assert not itnio_async.StreamCursor.from_string(manifest["cursor"]).done
     fake.faults = None
-    assert export(capsys, path, "--start-page", "3")[0] == commands.EXIT_OK
-    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
-    assert read_jsonl(path) == [expected_row(task) for task in expected]
+    code, err = export(capsys, path, "--max-retries", "0", "--concurrency", "1")
+    assert code == commands.EXIT_OK
+    assert "resuming the export to" in err
+    assert read_jsonl(path) == all_rows(fake)
+    assert not manifest_of(path).exists()
+
+
+#: The options of the export that ``unfinished_export`` leaves unfinished.
+UNFINISHED = {
+    "--start": "2024-01-01",
+    "--end": "2024-06-30",
+    "--statuses": "completed,calling",
+    "--page-size": "20",
+    "--concurrency": "1",
+}
+
+
+def unfinished_export(fake: FakeVendor, capsys: pytest.CaptureFixture[str], path: Path) -> bytes:
+    """An export to ``path`` stopped by a transient fault after some pages: its bytes."""
+    fake.faults = FaultPlan(by_request={3: Fault.http(503)})
+    argv = [part for option in UNFINISHED.items() for part in option]
+    code, _ = export(capsys, path, *argv, "--max-retries", "0")
+    assert code == commands.EXIT_TRANSIENT
+    fake.faults = None
+    assert manifest_of(path).exists()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("changed", "says"),
+    [
+        ({"--format": "csv"}, "of another format jsonl (this command: csv)"),
+        (
+            {"--end": "2024-05-31"},
+            "of another window 2024-01-01T00:00:00 to 2024-06-30T23:59:59 (this command: "
+            "2024-01-01T00:00:00 to 2024-05-31T23:59:59)",
+        ),
+        ({"--statuses": "completed"}, "of another filters statuses ['calling', 'completed']"),
+        ({"--app-id": "2"}, "(this command: statuses ['calling', 'completed'], app_id 2)"),
+        ({"--page-size": "50"}, "of another page size 20 (this command: 50)"),
+        ({"--server-timezone": "UTC"}, "in UTC)"),
+    ],
+)
+def test_a_re_run_with_other_arguments_is_refused(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    changed: dict[str, str],
+    says: str,
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    before = unfinished_export(fake, capsys, path)
+    manifest = manifest_of(path).read_bytes()
+    requests = fake.stats.requests
+    argv = [part for option in {**UNFINISHED, **changed}.items() for part in option]
+    code, out, err = run(capsys, "export", *argv, "--rate-limit", "none", "-o", str(path))
+    assert (code, out) == (commands.EXIT_USAGE, "")
+    assert err.startswith(f"itnio-async: error: {path} holds an unfinished export (")
+    assert says in err
+    assert err.rstrip().endswith(f"or start over with --restart (or delete {manifest_of(path)})")
+    assert len(err.splitlines()) == 1
+    assert fake.stats.requests == requests  # refused before any request
+    assert path.read_bytes() == before
+    assert manifest_of(path).read_bytes() == manifest
+
+
+def test_statuses_in_another_order_or_spelling_resume_the_same_export(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    unfinished_export(fake, capsys, path)
+    argv = ("--statuses", "1", "--statuses", "COMPLETED", "--page-size", "20")
+    assert export(capsys, path, *argv)[0] == commands.EXIT_OK
+    assert read_jsonl(path) == all_rows(fake, statuses=[1, 2])
+
+
+@pytest.mark.parametrize("damage", ["missing", "shorter", "garbled manifest"])
+def test_a_manifest_that_does_not_match_its_file_is_refused_and_restart_starts_over(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    before = unfinished_export(fake, capsys, path)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "shorter":
+        path.write_bytes(before[:-10])
+    else:
+        manifest_of(path).write_text("{not json")
+    requests = fake.stats.requests
+    argv = ("--statuses", "completed,calling", "--page-size", "20")
+    code, err = export(capsys, path, *argv)
+    assert code == commands.EXIT_USAGE
+    assert len(err.splitlines()) == 1
+    assert fake.stats.requests == requests
+    says = {
+        "missing": f"{path} is missing, but {manifest_of(path)} describes an unfinished export",
+        "shorter": f"{path} is shorter ({len(before) - 10} bytes) than its manifest says "
+        f"({len(before)} bytes)",
+        "garbled manifest": f"{manifest_of(path)} is not a readable export manifest",
+    }[damage]
+    assert err.startswith(f"itnio-async: error: {says}")
+    assert err.rstrip().endswith(f"start over with --restart (or delete {manifest_of(path)})")
+    # --restart: a fresh export over the file, the old manifest gone with it.
+    code, _ = export(capsys, path, *argv, "--restart")
+    assert code == commands.EXIT_OK
+    assert read_jsonl(path) == all_rows(fake, statuses=[1, 2])
+    assert not manifest_of(path).exists()
+
+
+def test_a_re_run_cuts_off_what_followed_the_last_whole_page(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    before = unfinished_export(fake, capsys, path)
+    with path.open("ab") as file:
+        file.write(b'{"job_id":1,"task_n')  # as a hard kill in the middle of a page leaves
+    argv = [part for option in UNFINISHED.items() for part in option]
+    code, err = export(capsys, path, *argv)
+    assert code == commands.EXIT_OK
+    assert "removed what followed its last whole page (19 bytes)" in err
+    assert path.read_bytes().startswith(before)
+    assert read_jsonl(path) == all_rows(fake, statuses=[1, 2])
+
+
+def test_start_page_is_refused_on_a_file_with_an_unfinished_export(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    before = unfinished_export(fake, capsys, path)
+    code, err = export(capsys, path, "--statuses", "completed,calling", "--start-page", "3")
+    assert code == commands.EXIT_USAGE
+    assert "without --start-page to resume it exactly" in err
+    assert path.read_bytes() == before
+
+
+def test_stdout_resumes_with_the_cursor_it_printed(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.faults = FaultPlan(by_request={3: Fault.http(503)})
+    argv = ("export", *WINDOW, "--format", "csv", "--max-retries", "0", "--concurrency", "1")
+    code, first, err = run(capsys, *argv)
+    assert code == commands.EXIT_TRANSIENT
+    match = re.search(r"; \d+ records written, resume with --resume-from (itc1\.\S+)$", err)
+    assert match is not None, err
+    fake.faults = None
+    code, rest, err = run(capsys, *argv, "--resume-from", match[1])
+    assert code == commands.EXIT_OK, err
+    rows = list(csv.DictReader(io.StringIO(first + rest)))  # the header once, at the top
+    assert rows == as_strings(all_rows(fake))
+
+
+def test_a_re_run_after_churn_delivers_every_task_that_stayed_exactly_once(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(4_000, seed=8))
+    monkeypatch.setattr(commands, "_transport_factory", fake.transport)
+    calling = int(itnio_async.GroupCallStatus.CALLING)
+    completed = int(itnio_async.GroupCallStatus.COMPLETED)
+    path = tmp_path / "calling.jsonl"
+    argv = ("--statuses", "calling", "--page-size", "20", "--concurrency", "2")
+    before = {row["job_id"] for row in all_rows(fake, statuses=[calling])}
+    assert len(before) > 60
+    fake.faults = FaultPlan(by_request={12: Fault.http(503)})
+    code, _ = export(capsys, path, *argv, "--max-retries", "0")
+    assert code == commands.EXIT_TRANSIENT
+    first = read_jsonl(path)
+    assert 40 < len(first) < len(before) - 40
+    fake.faults = None
+
+    # Between the runs: written tasks leave the filter, unread ones enter it or are
+    # removed, and new tasks appear at the top and the bottom of the window.
+    written = [row["job_id"] for row in first]
+    last = first[-1]["created_time"]
+    unread = [
+        row for row in all_rows(fake) if row["created_time"] < last and row["job_id"] not in written
+    ]
+    entering = [row["job_id"] for row in unread if row["status"] != calling][-5:]
+    leaving = [row["job_id"] for row in unread if row["status"] == calling][2:7]
+    assert len(entering) == len(leaving) == 5
+    fake.change_status(written[:5], completed)
+    fake.change_status(entering, calling)
+    fake.remove_tasks(leaving)
+    above = fake.insert_tasks(3, created_time=datetime(2024, 6, 30, 23, 59, 59), status=calling)
+    fake.insert_tasks(3, created_time=datetime(2024, 1, 1), status=calling)
+
+    code, _ = export(capsys, path, *argv)
+    assert code == commands.EXIT_OK
+    rows = read_jsonl(path)
+    ids = [row["job_id"] for row in rows]
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert ids[: len(first)] == written  # the first run's lines, untouched
+    stayed = before - set(written) - set(leaving)
+    rest = ids[len(first) :]
+    # Below the cursor: every task that stayed, those that entered, and the new ones, in
+    # the vendor's order; those created above the cursor belong to a later export.
+    now = [row["job_id"] for row in all_rows(fake, statuses=[calling])]
+    done = set(written) | {task.job_id for task in above}
+    assert rest == [job_id for job_id in now if job_id not in done]
+    assert stayed <= set(rest)
+    assert set(entering) <= set(rest)
+    assert not set(leaving) & set(rest)
 
 
 def test_count_exits_4_on_a_transient_fault(
@@ -500,29 +759,99 @@ def test_a_malformed_reply_exits_5(
     assert err.startswith("itnio-async: error: malformed reply")
 
 
-def test_a_write_error_exits_1_with_the_page_to_resume(
+class FullDisk:
+    """``os.write`` on a disk that fills up: ``pages`` pages of records (with their
+    manifests) fit; then, with ``what="page"``, the next page is written in part, or, with
+    ``what="manifest"``, the next page fits but not its manifest; from then on every write
+    fails with ENOSPC until ``free()``. ``os.ftruncate`` still works, as on a real disk."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, pages: int, what: str) -> None:
+        self._real = os.write
+        self._pages_left = pages
+        self._what = what
+        self._fill_at_manifest = False
+        self.full = False
+        monkeypatch.setattr(cli_output.os, "write", self)
+
+    def free(self) -> None:
+        self.full = self._fill_at_manifest = False
+        self._pages_left = sys.maxsize
+
+    def _fill(self) -> OSError:
+        self.full = True
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __call__(self, fd: int, data: Any) -> int:
+        chunk = bytes(data)
+        if self.full:
+            raise self._fill()
+        if b'"kind"' in chunk:  # a manifest
+            if self._fill_at_manifest:
+                raise self._fill()
+        elif b'"job_id"' in chunk:  # a page
+            if self._pages_left == 0:
+                if self._what == "page":
+                    self._fill()
+                    return self._real(fd, chunk[: len(chunk) // 2])
+                self._fill_at_manifest = True
+            self._pages_left -= 1
+        return self._real(fd, chunk)
+
+
+@pytest.mark.parametrize("what", ["page", "manifest"])
+def test_a_full_disk_cuts_the_file_back_and_a_re_run_resumes_without_repeats(
+    fake: FakeVendor,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    what: str,
+) -> None:
+    path = tmp_path / "tasks.jsonl"
+    disk = FullDisk(monkeypatch, pages=2, what=what)
+    code, err = export(capsys, path, "--concurrency", "1")
+    assert code == commands.EXIT_FAILURE
+    target = path if what == "page" else manifest_of(path)
+    assert err.splitlines()[-1].startswith(
+        f"itnio-async: error: cannot write {target}: No space left on device; "
+    )
+    written = records_written(err, "run the same command again to resume")
+    # The file holds exactly the two pages the manifest names, and nothing half written.
+    assert 100 < written <= 200
+    assert read_jsonl(path) == all_rows(fake)[:written]
+    manifest = read_manifest(path)
+    assert (manifest["records"], manifest["bytes"]) == (written, path.stat().st_size)
+    assert not list(tmp_path.glob("*.tmp"))
+    disk.free()
+    code, _ = export(capsys, path, "--concurrency", "1")
+    assert code == commands.EXIT_OK
+    assert read_jsonl(path) == all_rows(fake)
+
+
+def test_a_write_error_exits_1_and_leaves_the_file_resumable(
     fake: FakeVendor,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = Output.write_page
+    real = os.write
     pages: list[int] = []
 
-    def write_page(self: Output, records: Any) -> None:
-        pages.append(len(records))
-        if len(pages) == 3:
-            raise OSError(28, "No space left on device")
-        original(self, records)
+    def write(fd: int, data: Any) -> int:
+        if b'"job_id"' in bytes(data):
+            pages.append(fd)
+            if len(pages) == 3:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, data)
 
-    monkeypatch.setattr(Output, "write_page", write_page)
+    monkeypatch.setattr(cli_output.os, "write", write)
     path = tmp_path / "tasks.jsonl"
-    code, err = export(capsys, path)
+    code, err = export(capsys, path, "--concurrency", "1")
     assert code == commands.EXIT_FAILURE
-    assert err.splitlines()[-1] == (
-        f"itnio-async: error: cannot write {path}: No space left on device; "
-        "200 records written, resume with --start-page 3"
+    assert err.splitlines()[-1].startswith(
+        f"itnio-async: error: cannot write {path}: {os.strerror(errno.EIO)}; "
     )
+    written = records_written(err, "run the same command again to resume")
+    assert read_manifest(path)["records"] == len(read_jsonl(path)) == written > 0
 
 
 def test_an_unexpected_error_is_one_line_without_verbose(
@@ -531,7 +860,7 @@ def test_an_unexpected_error_is_one_line_without_verbose(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def boom(self: Output, records: Any) -> None:
+    def boom(self: Output, records: Any, cursor: str | None = None) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Output, "write_page", boom)
@@ -562,7 +891,7 @@ def test_a_closed_stdout_stops_quietly_with_141(
     signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
     reason="SIGINT is handled or ignored by the test runner",
 )
-def test_ctrl_c_in_process_leaves_whole_pages_and_says_where_to_resume(
+def test_ctrl_c_in_process_leaves_whole_pages_and_a_re_run_resumes(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     @fake.on_request
@@ -571,17 +900,19 @@ def test_ctrl_c_in_process_leaves_whole_pages_and_says_where_to_resume(
             signal.raise_signal(signal.SIGINT)  # asyncio.run cancels the main task
 
     path = tmp_path / "tasks.jsonl"
-    code, err = export(capsys, path, "--page-size", "50", "--concurrency", "1")
+    argv = ("--page-size", "50", "--concurrency", "1")
+    code, err = export(capsys, path, *argv)
     assert code == commands.EXIT_INTERRUPTED
     rows = read_jsonl(path)
-    assert len(rows) % 50 == 0
-    resume = len(rows) // 50 + 1
+    assert 0 < len(rows) < TASKS
+    assert rows == all_rows(fake)[: len(rows)]
+    assert read_manifest(path)["records"] == len(rows)
     assert err.splitlines()[-1] == (
-        f"itnio-async: interrupted: {len(rows)} records written; resume with --start-page {resume}"
+        f"itnio-async: interrupted: {len(rows)} records written; "
+        "run the same command again to resume"
     )
-    assert export(capsys, path, "--page-size", "50", "--start-page", str(resume))[0] == 0
-    expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")
-    assert read_jsonl(path) == [expected_row(task) for task in expected]
+    assert export(capsys, path, *argv)[0] == commands.EXIT_OK
+    assert read_jsonl(path) == all_rows(fake)  # every record exactly once
 
 
 def test_help_documents_the_exit_codes_and_the_environment(
@@ -668,8 +999,9 @@ def test_demo_export_to_jsonl_matches_the_fake(tmp_path: Path) -> None:
     assert read_jsonl(path) == demo_rows(today)
     assert len(read_jsonl(path)) == commands.DEMO_TASKS
     last = result.stderr.splitlines()[-1]
-    assert last.startswith(f"itnio-async: done: {commands.DEMO_TASKS} records, 300 pages")
+    assert last.startswith(f"itnio-async: done: {commands.DEMO_TASKS} records, ")
     assert "retries" in last  # the demo injects a few faults: the stream retried through
+    assert not manifest_of(path).exists()
 
 
 def test_demo_export_to_csv_with_filters_matches_the_fake(tmp_path: Path) -> None:
@@ -726,7 +1058,9 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
-def test_ctrl_c_stops_at_once_leaves_whole_pages_and_resumes_exactly(tmp_path: Path) -> None:
+def test_ctrl_c_stops_at_once_leaves_whole_pages_and_a_re_run_resumes_exactly(
+    tmp_path: Path,
+) -> None:
     today = date.today()
     path = tmp_path / "tasks.jsonl"
     argv = [sys.executable, "-m", "itnio_async", "--demo", "export", "-o", str(path)]
@@ -750,16 +1084,16 @@ def test_ctrl_c_stops_at_once_leaves_whole_pages_and_resumes_exactly(tmp_path: P
     assert time.monotonic() - signal_sent < 5  # at once, not after the export
     assert child.returncode == commands.EXIT_INTERRUPTED, err
     assert out == ""
-    rows = read_jsonl(path)  # every line parses
-    assert len(rows) % 100 == 0
+    rows = read_jsonl(path)  # every line parses: the file ends at a whole page
     assert 0 < len(rows) < commands.DEMO_TASKS
-    resume = len(rows) // 100 + 1
+    assert read_manifest(path)["records"] == len(rows)
     assert err.splitlines()[-1] == (
-        f"itnio-async: interrupted: {len(rows)} records written; resume with --start-page {resume}"
+        f"itnio-async: interrupted: {len(rows)} records written; "
+        "run the same command again to resume"
     )
-    result = run_module(
-        "--demo", "--demo-latency", "0", "export", "-o", str(path), "--start-page", str(resume)
-    )
+    # The same command again (the latency is the fake's, not the command's).
+    result = run_module("--demo", "--demo-latency", "0", "export", "-o", str(path))
     same_day(today)
     assert result.returncode == 0, result.stderr
-    assert read_jsonl(path) == demo_rows(today)
+    assert read_jsonl(path) == demo_rows(today)  # every record exactly once
+    assert not manifest_of(path).exists()

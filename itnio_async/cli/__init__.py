@@ -7,6 +7,7 @@ what the tool needs is what any application can have. The import contract in
 
 * ``_commands``: the arguments, the commands and their exit codes;
 * ``_output``: JSON Lines and CSV, written one whole page at a time;
+* ``_manifest``: the manifest beside an output file, from which a re-run resumes;
 * ``_progress``: the progress bar, plain progress lines and the library's logging.
 """
 

@@ -27,16 +27,27 @@ Choices, and why (``--help`` says the same):
 * **Output**: one row per record with ``GroupCallRecord``'s snake_case fields, the status
   as its number plus ``status_name``, ``created_time`` in ISO 8601. The format follows
   ``--format``, else the file's extension (``.csv``), else JSON Lines. Pages are written
-  whole, in order, flushed one by one: the file always ends at a page boundary, so an
-  interrupted export resumes exactly with ``--start-page`` (which appends to the file,
-  writing a CSV header only to an empty file), as long as the window's tasks did not change
-  between the runs: the vendor pages by offset, so use an ``--end`` in the past. The file
-  is opened only when the first page arrives, so a refused request leaves an existing file
-  untouched.
-* **Stream settings**: ``--page-size`` (100, the vendor's largest), ``--concurrency`` (8),
-  ``--rate-limit`` (the client's 10 requests/s, as the vendor publishes no limit; 200 with
-  ``--demo``; ``0``/``none`` for none) and ``--max-retries`` (5). Records always come in
-  order, newest first, because a resume needs it. ``--limit`` counts this run's records.
+  whole, in order, one ``os.write`` each: the file always ends at a page boundary (a
+  failed write, a full disk say, is cut back with ``os.ftruncate``). The file is opened
+  only when the first page arrives, so a refused request leaves an existing file untouched.
+* **Resuming** goes by the stream's cursor, which is exact even when tasks were created,
+  removed or changed status between the runs. A file export keeps a manifest beside the
+  file, ``FILE.itnio-export.json`` (format, window, filters, page size, records, the
+  file's length after its last whole page, the cursor), rewritten atomically after each
+  page; running the same command again cuts the file back to that length and appends the
+  rest. Another format, window, filter or page size, or a file missing or shorter than the
+  manifest says, is refused (exit 2) with what differs; ``--restart`` starts over. A
+  completed export removes its manifest, so the next run starts afresh; one stopped by
+  ``--limit`` keeps it, so the next run goes on. On stdout there is no manifest: the
+  message prints the cursor, for ``--resume-from``. ``--start-page`` is offset mode
+  (pages by number, appended to the file, no manifest): exact only while the window's
+  tasks do not change.
+* **Stream settings**: ``--page-size`` (100, the vendor's largest; a page holds up to that
+  many), ``--concurrency`` (8), ``--rate-limit`` (the client's 10 requests/s, as the vendor
+  publishes no limit; 200 with ``--demo``; ``0``/``none`` for none) and ``--max-retries``
+  (5). Records always come in order, newest first, because a resume needs it. ``--limit``
+  counts this run's records. Statuses go to the stream sorted, so their order on the
+  command line does not make another filter.
 * **Progress** goes to stderr: a ``rich`` bar on a terminal (records, pages, requests per
   second, retries, time left); plain lines when stderr is not a terminal or ``rich`` is
   missing; nothing with ``--quiet`` but errors. A summary line ends a successful export.
@@ -45,7 +56,8 @@ Choices, and why (``--help`` says the same):
   what to do next (see ``EXIT_*``): 2 fix the command or the environment, 3 fix the
   account or the query, 4 try again later (resume where it stopped), 5 report it.
 * **Ctrl-C** stops at once: requests in flight are cancelled, the file is cut back to its
-  last complete page, and the tool prints the page to resume from and exits with 130.
+  last complete page (the manifest names it), and the tool says how to resume (the same
+  command again; on stdout the cursor) and exits with 130.
 * ``--demo`` runs against the in-process fake vendor (``itnio_async.testing``) with 30,000
   generated tasks over the last 30 days, ~20-40 ms of latency and ~3% transient faults
   (-18, HTTP 503, dropped connections), so the stream, its speed and its retries show in
@@ -65,7 +77,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
@@ -84,12 +96,14 @@ from itnio_async import (
     RetryPolicy,
 )
 
-from ._output import FORMATS, Output, OutputClosedError, format_for
+from ._manifest import Manifest, ManifestError
+from ._output import FORMATS, Format, Output, OutputClosedError, format_for
 from ._progress import (
     PROG,
     ExportStatus,
     LiveHooks,
     Reporter,
+    Resume,
     choose_mode,
     library_logging,
     make_reporter,
@@ -128,7 +142,7 @@ EXIT_USAGE: Final = 2
 #: vendor code, or an HTTP error that retrying cannot fix (403, 404...).
 EXIT_REFUSED: Final = 3
 #: A transient fault outlasted the retries: connection errors and timeouts, HTTP 429 and
-#: 5xx, -16, -18. Try again later, from the page the message names.
+#: 5xx, -16, -18. Try again later: the same command resumes (stdout: ``--resume-from``).
 EXIT_TRANSIENT: Final = 4
 #: A reply the client cannot read (not JSON, fields missing or of the wrong type).
 EXIT_MALFORMED: Final = 5
@@ -212,10 +226,11 @@ exit codes:
   {EXIT_REFUSED}    the vendor refused: authentication (-1), IP (-2), parameters (-22),
        another vendor code, or an HTTP error that retrying cannot fix
   {EXIT_TRANSIENT}    a transient fault outlasted the retries (connection, timeout, HTTP 429
-       or 5xx, -16, -18): run again later with the --start-page it names
+       or 5xx, -16, -18): run the same command again later to resume
+       (stdout: with the --resume-from it prints)
   {EXIT_MALFORMED}    a reply the client cannot read
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): the file ends at a whole page; resume with the
-       --start-page it names
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C): the file ends at a whole page; run the same
+       command again to resume (stdout: with the --resume-from it prints)
   {EXIT_OUTPUT_CLOSED}  stdout was closed by its reader (| head)
 Errors print one line; -v adds the traceback. Progress goes to stderr.
 
@@ -227,7 +242,8 @@ environment:
 examples:
   itnio-async --demo export -o tasks.jsonl
   itnio-async export --start 2024-06-01 --end 2024-06-30 --statuses completed,calling -o june.csv
-  itnio-async export --start 2024-06-01 --end 2024-06-30 -o june.csv --start-page 41
+  itnio-async export --start 2024-06-01 --end 2024-06-30 -o all.csv   # stopped? run it again
+  itnio-async export --start 2024-06-01 --end 2024-06-30 -o all.csv --restart   # or start over
   itnio-async count --start "2024-06-01 08:00:00" --end "2024-06-01 18:00:00"
 """
 
@@ -236,11 +252,14 @@ Stream every task created between --start and --end, newest first, to JSON Lines
 
 One line per record (CSV: one row, after a header row) with the fields job_id, task_name,
 status (the number), status_name, rate, num_cnt, call_num, success, fail and created_time
-(ISO 8601). Pages are written whole and flushed one by one: a file cut short by Ctrl-C or
-an error ends at a page boundary, and --start-page with the page the message names appends
-exactly the rest, provided the window's tasks did not change between the two runs (the
-vendor pages by offset): keep the same arguments and an --end in the past. Within one run,
-tasks that enter or leave the window are neither lost nor repeated.
+(ISO 8601). Pages are written whole: a file cut short by Ctrl-C, an error or a full disk
+ends at a page boundary. Beside the file, FILE.itnio-export.json records how far it got;
+running the same command again appends exactly the rest, even when tasks were created,
+removed or changed status in between (every task that stayed arrives once). A run with
+another format, window, filter or page size is refused; --restart starts over. When the
+export completes the manifest is removed. On stdout, an interrupted or failed export
+prints a cursor to pass as --resume-from. --start-page is offset mode: exact only while
+the window's tasks do not change.
 
 Progress goes to stderr: a bar on a terminal (needs rich: pip install 'itnio-async[cli]'),
 plain lines otherwise, nothing with --quiet; then a summary line.
@@ -461,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="FILE",
-        help="write here instead of stdout ('-'); opened when the first page arrives; "
-        "appended to with --start-page > 1",
+        help="write here instead of stdout ('-'); opened when the first page arrives. An "
+        "unfinished export of the same command resumes from FILE.itnio-export.json",
     )
     add(
         "--format",
@@ -491,12 +510,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many records (of this run)",
     )
     add(
+        "--restart",
+        action="store_true",
+        help="start the output file over, ignoring (and removing) the manifest of an "
+        "unfinished export in it",
+    )
+    add(
+        "--resume-from",
+        metavar="CURSOR",
+        help="stdout only: go on from the cursor an interrupted or failed export printed "
+        "(a file export resumes from its manifest: run the same command again)",
+    )
+    add(
         "--start-page",
         type=_int_arg(1),
         default=1,
         metavar="P",
-        help="begin at page P, as an interrupted or failed export tells; appends to the "
-        "output file (default: 1)",
+        help="offset mode: begin at page P of the window, appending to the output file; "
+        "exact only while the window's tasks do not change (default: 1, cursor mode)",
     )
     export.set_defaults(subparser=export)
 
@@ -548,6 +579,22 @@ def _check_args(args: argparse.Namespace) -> None:
             fail(f"--output: no such directory: {folder}")
         if os.path.isdir(output):
             fail(f"--output: is a directory: {output}")
+    if args.command != "export":
+        return
+    to_file = output not in (None, "-")
+    if args.resume_from is not None:
+        if to_file:
+            fail(
+                "--resume-from is for stdout: an export to a file resumes from its manifest, "
+                "so run the same command again"
+            )
+        if args.start_page > 1:
+            fail("--resume-from and --start-page: give one (--start-page is offset mode)")
+    if args.restart:
+        if not to_file:
+            fail("--restart starts an --output file over (stdout keeps no manifest)")
+        if args.start_page > 1:
+            fail("--restart starts the file over, --start-page appends to it: give one")
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -620,6 +667,78 @@ def _make_client(
         raise _UsageError(str(exc)) from exc
 
 
+def _statuses(args: argparse.Namespace) -> list[GroupCallStatus] | None:
+    """The ``--statuses`` in one order (by number), whatever order they were given in: a
+    cursor or a manifest then matches the same filter however it is spelled."""
+    statuses: list[GroupCallStatus] | None = args.statuses
+    return None if statuses is None else sorted(set(statuses))
+
+
+def _export_identity(
+    args: argparse.Namespace, connection: _Connection, fmt: Format
+) -> dict[str, Any]:
+    """What a file export's manifest must match for a re-run to resume it."""
+    start, end = _window(args, connection)
+    zone: ZoneInfo | None = args.server_timezone
+    statuses = _statuses(args)
+    return {
+        "format": fmt,
+        "window": {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "server_timezone": None if zone is None else zone.key,
+        },
+        "filters": {
+            "statuses": None if statuses is None else [s.name.lower() for s in statuses],
+            "app_id": args.app_id,
+            "search": args.search,
+        },
+        "page_size": args.page_size,
+    }
+
+
+def _open_manifest(
+    args: argparse.Namespace, connection: _Connection, path: str, fmt: Format
+) -> tuple[Manifest, bool]:
+    """The manifest of an export to ``path``, and whether it resumes an unfinished one.
+
+    Refuses (``_UsageError``) a manifest that cannot be read, or that another command
+    wrote, or whose file is missing or shorter than it says: appending would mix two
+    exports in one file, or leave a gap."""
+    identity = _export_identity(args, connection, fmt)
+    manifest_path = Manifest.path_for(path)
+    fresh = Manifest(manifest_path, identity)
+    start_over = f"start over with --restart (or delete {manifest_path})"
+    if args.restart:
+        return fresh, False
+    try:
+        found = Manifest.load(manifest_path)
+    except ManifestError as exc:
+        raise _UsageError(f"{exc}: {start_over}") from exc
+    if found is None:
+        return fresh, False
+    unfinished = f"{path} holds an unfinished export ({found.records} records)"
+    differences = found.differences(identity)
+    if differences:
+        raise _UsageError(
+            f"{unfinished} of another {'; '.join(differences)}: resume it with its own "
+            f"arguments, or {start_over}"
+        )
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise _UsageError(
+            f"{path} is missing, but {manifest_path} describes an unfinished export to it "
+            f"({found.records} records): {start_over}"
+        ) from None
+    if size < found.bytes:
+        raise _UsageError(
+            f"{path} is shorter ({size} bytes) than its manifest says ({found.bytes} bytes): "
+            f"it changed since that export; {start_over}"
+        )
+    return found, True
+
+
 async def _export_pages(
     args: argparse.Namespace,
     connection: _Connection,
@@ -633,12 +752,13 @@ async def _export_pages(
             stream = client.iter_group_call_pages(
                 start,
                 end,
-                statuses=args.statuses,
+                statuses=_statuses(args),
                 app_id=args.app_id,
                 search=args.search,
                 page_size=args.page_size,
                 concurrency=args.concurrency,
                 limit=args.limit,
+                resume_from=status.cursor,
                 start_page=args.start_page,
             )
         except (TypeError, ValueError) as exc:
@@ -648,8 +768,10 @@ async def _export_pages(
         async with stream:
             async for page in stream:
                 # Synchronous from here to the next await: a cancellation cannot split it.
-                output.write_page(page.records)
-                status.page_written(len(page.records), stream.progress)
+                progress = stream.progress
+                cursor = None if progress.resume_from is None else str(progress.resume_from)
+                output.write_page(page.records, cursor)
+                status.page_written(len(page.records), progress, cursor)
                 reporter.update(status)
 
 
@@ -690,38 +812,35 @@ def _report_failure(exc: BaseException, *, verbose: int, status: ExportStatus | 
             stderr_line("interrupted")
         else:
             stderr_line(
-                f"interrupted: {status.records_written} records written; "
-                f"resume with --start-page {status.resume_page}"
+                f"interrupted: {status.records_written} records written; {status.resume_hint()}"
             )
         return EXIT_INTERRUPTED
     if isinstance(exc, OutputClosedError):
         return EXIT_OUTPUT_CLOSED
-    if verbose and not isinstance(exc, _UsageError):
+    # Whether there is something to resume: pages written, by this run or an earlier one.
+    resumable = status is not None and bool(status.pages_written or status.resumed)
+    if verbose and not isinstance(exc, _UsageError | ManifestError):
         traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, _UsageError):
+    if isinstance(exc, _UsageError | ManifestError):
         code, message = EXIT_USAGE, str(exc)
     elif isinstance(exc, ItnioError):
         code, message = exit_code_for(exc), str(exc)
-        if status is not None and exc.page is not None:
-            status.resume_page = exc.page
+        if status is not None:
+            if status.resume == "page" and exc.page is not None:
+                status.resume_page = exc.page
+            if status.cursor is None and exc.resume_from is not None:
+                status.cursor = str(exc.resume_from)  # nothing written: where it began
     elif isinstance(exc, OSError):
         code = EXIT_FAILURE
-        target = status.output if status is not None else "output"
+        target = exc.filename or (status.output if status is not None else "output")
         message = f"cannot write {target}: {exc.strerror or exc}"
     else:
         code = EXIT_FAILURE
         message = f"internal error: {type(exc).__name__}: {exc}"
         if not verbose:
             message += " (run with -v for the traceback)"
-    if (
-        status is not None
-        and code != EXIT_USAGE
-        and (status.pages_written or status.start_page > 1 or code == EXIT_TRANSIENT)
-    ):
-        message += (
-            f"; {status.records_written} records written, "
-            f"resume with --start-page {status.resume_page}"
-        )
+    if status is not None and code != EXIT_USAGE and (resumable or code == EXIT_TRANSIENT):
+        message += f"; {status.records_written} records written, {status.resume_hint()}"
     stderr_line(f"error: {message}")
     return code
 
@@ -739,11 +858,42 @@ def _silence_stdout() -> None:
 
 
 def _export(args: argparse.Namespace, connection: _Connection) -> int:
-    output = Output(args.output, args.format or format_for(args.output), append=args.start_page > 1)
-    status = ExportStatus(
-        start_page=args.start_page, page_size=args.page_size, limit=args.limit, output=output.name
+    fmt: Format = args.format or format_for(args.output)
+    path: str | None = None if args.output in (None, "-") else args.output
+    offset = args.start_page > 1
+    manifest: Manifest | None = None
+    resuming = False
+    if path is None:
+        resume: Resume = "page" if offset else "cursor"
+    elif offset:
+        resume = "page"
+        if os.path.exists(Manifest.path_for(path)):
+            raise _UsageError(
+                f"{path} holds an unfinished export (see {Manifest.path_for(path)}): run the "
+                "same command without --start-page to resume it exactly, or delete the "
+                "manifest to append by page number"
+            )
+    else:
+        resume = "manifest"
+        manifest, resuming = _open_manifest(args, connection, path, fmt)
+    output = Output(
+        path,
+        fmt,
+        header=path is not None or not (offset or args.resume_from is not None),
+        append=offset,
+        resume_at=manifest.bytes if manifest is not None and resuming else None,
+        manifest=manifest,
     )
-    reporter = make_reporter(choose_mode(quiet=args.quiet, output_is_stdout=output.path is None))
+    status = ExportStatus(
+        page_size=args.page_size,
+        limit=args.limit,
+        output=output.name,
+        resume=resume,
+        start_page=args.start_page if offset else None,
+        records_before=manifest.records if manifest is not None and resuming else 0,
+        cursor=manifest.cursor if manifest is not None and resuming else args.resume_from,
+    )
+    reporter = make_reporter(choose_mode(quiet=args.quiet, output_is_stdout=path is None))
     failure: BaseException | None = None
     with library_logging(args.verbose, reporter.note):
         reporter.start()
@@ -751,10 +901,15 @@ def _export(args: argparse.Namespace, connection: _Connection) -> int:
             asyncio.run(_export_pages(args, connection, output, status, reporter))
         except (Exception, KeyboardInterrupt) as exc:
             failure = exc
+        else:
+            status.finished = True
+            reporter.update(status)
         finally:
             reporter.stop()
         try:
             output.close(complete=failure is None)
+            if failure is None and manifest is not None and not status.stopped_at_limit:
+                manifest.remove()  # complete: a later run is a fresh export
         except OSError as exc:
             failure = failure or exc
     if failure is not None:
@@ -763,9 +918,9 @@ def _export(args: argparse.Namespace, connection: _Connection) -> int:
             _silence_stdout()
         return code
     if output.trimmed and not args.quiet:
+        what = "a partial last line" if offset else "what followed its last whole page"
         stderr_line(
-            f"warning: removed a partial last line ({output.trimmed} bytes) from "
-            f"{output.name} before appending"
+            f"warning: removed {what} ({output.trimmed} bytes) from {output.name} before appending"
         )
     if not args.quiet:
         stderr_line(status.summary())
