@@ -142,7 +142,8 @@ class GroupCallQuery:
 
     def filters(self) -> dict[str, Any]:
         """The filters apart from the window, JSON-ready (what a stream cursor carries)."""
-        return {"statuses": list(self.statuses), "app_id": self.app_id, "search": self.search}
+        # Sorted: the same set of statuses in another order is the same filter.
+        return {"statuses": sorted(self.statuses), "app_id": self.app_id, "search": self.search}
 
     def body(self, page: int, size: int) -> dict[str, Any]:
         """The request body for one page, as the vendor documents it."""

@@ -406,6 +406,7 @@ class _Engine(Generic[T]):
             if self._failure is not None:
                 self._raise()
             if self._plan.finished:
+                self._report_cursor()  # a stream that handed out nothing ends done too
                 self._sync_tally()
                 return None
             self._wake.clear()
