@@ -126,6 +126,10 @@ _LEASE: Final = 4
 #: How long, in seconds, a slot reserved already due may be used without asking Redis
 #: again: the reservation itself checked the pause, just before.
 _DUE_GRACE: Final = 0.005
+#: How early a slot may be confirmed, seconds: the event loop's timers fire up to a
+#: millisecond late (epoll rounds up), so waking this much before a slot makes its
+#: confirmation land on time; the count of takes per second stays the hard limit.
+_EARLY: Final = 0.001
 #: How many recent replies the estimate of the server clock's offset is taken over.
 _OFFSET_SAMPLES: Final = 16
 #: After an idle spell, for _SLOW_START_SECONDS, the schedule spaces slots this share further
@@ -143,7 +147,8 @@ _REFUND_TIMEOUT: Final = 0.5
 _REDIS_FAULTS: Final = (RedisError, OSError)
 
 # Reserve slots of the shared schedule, and first (optionally) confirm one that is due.
-# KEYS[1]: the theoretical arrival time (TAT) of the schedule, microseconds of the server clock.
+# KEYS[1]: the theoretical arrival time (TAT) of the schedule, microseconds of the server clock,
+#          kept ARGV[8] past its time: no key means the bucket has been idle that long.
 # KEYS[2]: the shared pause-until time, microseconds of the server clock.
 # KEYS[3]: the holes: slots handed back before their time (a sorted set, score = slot).
 # KEYS[4]: the settings the bucket keeps: "<interval> <burst>".
@@ -157,8 +162,9 @@ _REDIS_FAULTS: Final = (RedisError, OSError)
 #          at the first slot past it.
 # ARGV[6]: how long the settings are kept, in milliseconds, after the last process that
 #          asked for them.
-# ARGV[7]: the slow start: for ARGV[8] microseconds after a reservation finds nothing
-#          booked ahead (the start of a busy spell), slots are this share further apart.
+# ARGV[7]: the slow start: for ARGV[8] microseconds after a reservation finds the bucket
+#          idle (the start of a busy spell), slots are this share further apart.
+# ARGV[9]: how early, in microseconds, a slot may be confirmed (the timers' granularity).
 # Returns {status, now, pause_until, interval, burst, wait, then per slot reserved: slot,
 # tat_before, tat_after (both 0 for a slot taken from the holes), taken (1: already due, and
 # counted as taken now)}. status: 1 confirmed, 0 nothing to confirm, -1 a pause holds (the
@@ -207,7 +213,7 @@ if confirm > 0 then
     reply[1] = -1
     return reply
   end
-  if confirm > now then
+  if confirm > now + tonumber(ARGV[9]) then
     reply[1], reply[6] = -2, confirm - now
     return reply
   end
@@ -223,14 +229,15 @@ local want = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5])
 local earliest = math.max(now, paused)
 local tolerance = (burst - 1) * interval
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local kept_tat = redis.call('GET', KEYS[1])
+local tat = tonumber(kept_tat or '0') or 0
+local ramp = tonumber(ARGV[8])
 local moved = false
 local young_until = 0
 if want > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%.0f', earliest))
-  local ramp = tonumber(ARGV[8])
   local started = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
-  if started == 0 and tat <= now then
+  if started == 0 and not kept_tat then
     started = earliest
     redis.call('SET', KEYS[6], string.format('%.0f', started),
                'PX', math.ceil((started + ramp - now) / 1000) + 1)
@@ -277,7 +284,7 @@ for n = 1, want do
 end
 if moved then
   redis.call('SET', KEYS[1], string.format('%.0f', tat),
-             'PX', math.ceil((tat - now) / 1000) + 1)
+             'PX', math.ceil((tat + ramp - now) / 1000) + 1)
 end
 if count > 0 then
   redis.call('PEXPIRE', KEYS[5], 1001)
@@ -286,7 +293,8 @@ return reply
 """
 
 # Hand back reserved slots that will not be used, so that another process can have them.
-# KEYS[1]: the TAT; KEYS[2]: the holes. ARGV: per slot, latest first: slot, tat_before,
+# KEYS[1]: the TAT; KEYS[2]: the holes. ARGV[1]: how long the TAT is kept past its time,
+# microseconds (the acquire script's ARGV[8]); then per slot, latest first: slot, tat_before,
 # tat_after, as the acquire script reserved it. A slot at the end of the schedule moves the
 # TAT back; one inside it becomes a hole, taken at exactly its time by the next reservation;
 # one whose time has passed is gone.
@@ -294,9 +302,10 @@ _REFUND_SCRIPT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local keep = tonumber(ARGV[1])
 local moved = false
 local last_hole = 0
-for i = 1, #ARGV, 3 do
+for i = 2, #ARGV, 3 do
   local slot, before, after = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   if slot >= now then
     if after > 0 and tat == after then
@@ -309,9 +318,9 @@ for i = 1, #ARGV, 3 do
   end
 end
 if moved then
-  if tat > now then
+  if tat + keep > now then
     redis.call('SET', KEYS[1], string.format('%.0f', tat),
-               'PX', math.ceil((tat - now) / 1000) + 1)
+               'PX', math.ceil((tat + keep - now) / 1000) + 1)
   else
     redis.call('DEL', KEYS[1])
   end
@@ -481,6 +490,7 @@ class RedisRateLimiter:
         "_refunds",
         "_script_args",
         "_script_keys",
+        "_script_tail",
         "_shared",
         "_waiting",
         "bucket_key",
@@ -527,9 +537,15 @@ class RedisRateLimiter:
         self.settings_key = f"{tag}:settings"
 
         # The acquire script's settings: the emission interval in µs, with the margin, and
-        # the burst; then how long the bucket keeps them, in ms.
+        # the burst; and its last arguments (see the script).
         interval = 1e6 * (1.0 + _RATE_MARGIN) / self.rate
-        self._script_args = (repr(interval), str(self.burst), round(_SETTINGS_TTL * 1000))
+        self._script_args = (repr(interval), str(self.burst))
+        self._script_tail = (
+            round(_SETTINGS_TTL * 1000),
+            repr(_SLOW_START),
+            round(_SLOW_START_SECONDS * 1e6),
+            round(_EARLY * 1e6),
+        )
         # The acquire script's keys: those above, the slots handed back before their time,
         # the takes of the last second, and the start of a young busy spell.
         self._script_keys = (
@@ -726,7 +742,7 @@ class RedisRateLimiter:
             if now <= slot.due_until:  # found due and taken by the reservation, a moment ago
                 held.popleft()
                 return
-            wake = max(slot.at / 1e6 + min(self._offsets), retry_at)
+            wake = max(slot.at / 1e6 + min(self._offsets) - _EARLY, retry_at)
             if deadline is not None and wake > deadline:
                 raise self._timeout_error(f"the next free token (in {wake - now:.3f}s)")
             if wake > now:
@@ -768,18 +784,9 @@ class RedisRateLimiter:
 
         Returns ``None`` when Redis failed and the fallback took over (else it raises).
         """
-        interval, burst, ttl = self._script_args
+        interval, burst = self._script_args
         at = 0 if confirm is None else confirm.at
-        args = (
-            interval,
-            burst,
-            at,
-            want,
-            limit,
-            ttl,
-            repr(_SLOW_START),
-            round(_SLOW_START_SECONDS * 1e6),
-        )
+        args = (interval, burst, at, want, limit, *self._script_tail)
         try:
             async with asyncio.timeout_at(deadline):
                 raw: Sequence[Any] = await self._acquire_script(keys=self._script_keys, args=args)
@@ -830,7 +837,8 @@ class RedisRateLimiter:
         return task
 
     async def _refund(self, slots: list[_Slot]) -> None:
-        args = [value for slot in slots for value in (slot.at, slot.before, slot.after)]
+        args = [self._script_tail[2]]
+        args += [value for slot in slots for value in (slot.at, slot.before, slot.after)]
         try:
             async with asyncio.timeout(_REFUND_TIMEOUT):
                 await self._refund_script(keys=[self.bucket_key, self._script_keys[2]], args=args)
