@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from itnio_async import MalformedResponseError
-from itnio_async.testing import Dataset, FakeVendor, Lies
+from itnio_async.testing import Dataset, Lies
 
 from .test_stream import END, START, ids, make_client, make_fake, virtual
 
@@ -122,5 +122,3 @@ def test_replicas_that_disagree_on_the_total_end_in_every_record_once(concurrenc
     # The newest task is on one replica only: it may or may not come; all else must.
     assert [j for j in got if j != expected[0]] == expected[1:]
     assert sent <= RECORDS // 100 + 2 * concurrency + 2
-
-
