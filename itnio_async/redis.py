@@ -11,51 +11,79 @@ one token bucket. Plug the limiter into the client like any other (``pip install
     async with limiter, AsyncVoiceClient(api_key, api_secret, limiter=limiter) as client:
         ...
 
-Every process that uses the same Redis and API key (and ``prefix``) shares one bucket: together
-they never exceed ``rate`` requests per second. Give them all the same ``rate`` and ``burst``:
-the bucket keeps one schedule, and each caller reads it with its own settings.
+Every process that uses the same Redis and API key (and ``prefix``) shares one schedule:
+together they never exceed ``rate`` requests per second. Give them all the same ``rate`` and
+``burst``; when they differ, the bucket keeps the strictest that any live process asked for
+(the lowest rate, the smallest burst), and each process whose own settings differ logs a
+warning naming both, so that a mistake, or a rolling deploy of a new rate, never lets them
+together exceed the lowest rate configured. A process's settings are forgotten 30 s after
+its last call.
 
 How it works
 ------------
-One Lua script runs atomically on the Redis server and reads the server's own clock
-(``TIME``), so the workers' clocks, however skewed, play no part. It is GCRA (the generic
-cell rate algorithm): the bucket is a single number, the *theoretical arrival time* (TAT)
-of the next request at exactly the rate. A call either takes a token now (the script moves
-the TAT one interval on and returns 0) or returns how many microseconds remain until one
-is free, *taking nothing*; ``acquire()`` sleeps that long (plus a little jitter) and asks
-again. The same script first looks at a shared *pause-until* time, which ``pause()`` sets:
-a ``Retry-After`` (or a burst of ``-18``) seen by one process holds every process.
+The bucket is a schedule of slots on the Redis server's clock (``TIME``), so the workers'
+clocks, however skewed, play no part. It is GCRA (the generic cell rate algorithm): the
+schedule is a single number, the *theoretical arrival time* (TAT) of the next slot, and
+each slot reserved moves it one interval on. Lua scripts keep it, atomically, in four steps:
 
-Why "ask, sleep, ask again" rather than the reservation style of GCRA (take the slot at
-once, then sleep until it): a reservation is spent even if the waiter is cancelled during
-its sleep, and a pause that arrives after it cannot call it back, so reserved requests
-would still go out during a ``Retry-After``. Asking again costs one more round trip per
-waiting process per slot (each process queues its own waiters behind one local FIFO lock,
-so it is one per *process*, not per task), and the order across processes is not FIFO but
-decided by who asks first after the slot frees (the jitter keeps that fair on average).
-Cancellation during the sleep, where a waiter spends its time, takes nothing; one that lands
-during the sub-millisecond script call itself may spend one token, which only ever makes the
-limit stricter.
+1. **Reserve.** The task at the head of a process's queue reserves slots: one for itself
+   and, up to four in all, one for each task queued behind it (a small lease). It gets
+   the next slots of the schedule, or a slot another process handed back before its time,
+   never one past ``max_wait``, and never one inside a pause.
+2. **Sleep until the slot.** From each reply the process knows the offset between its
+   clock and the server's (the smallest of the recent ones: a reply's own latency only
+   ever makes it larger), so it wakes at the slot's time on the server's clock, a
+   millisecond early since timers fire up to a millisecond late.
+3. **Confirm.** At its time the head confirms the slot, and the same call reserves the
+   next slots for the tasks behind it: in steady state each slot costs one round trip, by
+   the process that holds it. The confirmation is refused while a pause holds (the slot is
+   forfeit; the task reserves again after the pause), and while the last second of the
+   server's clock already holds as many *takes* (confirmed slots) as an exact schedule
+   would: a process that wakes late, however late, then waits for room instead of
+   crowding a second.
+4. **Hand back.** A task cancelled or timed out while it waits takes nothing: its slot goes
+   to the next task of its process or, when none is left for it, back to the bucket. The
+   last slot of the schedule moves the TAT back; one inside it becomes a *hole*, taken at
+   exactly its time by the next reservation of any process. Nothing is lost, nothing added.
 
-Why our own script rather than a library: none of the maintained ones does exactly this
-(waiting acquire, asyncio, atomic, on the Redis server's clock, a pause shared through the
-same bucket, and a waiter that takes nothing when cancelled). ``limits`` only answers
-"allowed or not", it does not wait; ``pyrate-limiter``'s Redis bucket stamps items with the
-caller's clock by design; ``redis-rate-limiters`` (and its fork ``redis-limiters``) wait and
-use ``TIME`` but reserve the slot before the wait; ``throttled-py`` waits by retrying but
-several of its Redis scripts take "now" from the caller, and none of them has a pause
-shared with the bucket, which would then need a second, non-atomic round trip. The script
-below is some twenty lines.
+Why: the first design asked for a token, slept, and asked again, taking nothing until a
+token was free. Every waiting process paid a round trip per slot, the slot went to
+whichever asked first after it freed, and slots went unused while processes slept past
+them: four processes delivered 61-92% of the rate. Reserving first, the way GCRA is
+usually run, was refused then for two reasons, which steps 3 and 4 answer: a waiter
+cancelled during its sleep would have spent its slot, and a pause could not call back a
+slot already reserved (so requests would still go out during a ``Retry-After``).
+
+The server counts arrivals, not grants. The schedule runs 3% below ``rate`` (as the local
+bucket does), so the spread between a slot's time and its request's arrival does not show
+the server more than ``rate + 1`` requests in any second. After an idle spell of a second
+or more (the start of a job) the first second's slots are 10% further apart: a job's first
+requests open connections, whose set-up time varies by tens of milliseconds, and requests
+granted on time would reach the server bunched.
+
+Why our own scripts rather than a library: none of the maintained ones does this (waiting
+acquire, asyncio, atomic, on the Redis server's clock, a pause shared through the same
+bucket that holds reserved slots too, and a waiter that takes nothing when cancelled).
+``limits`` only answers "allowed or not", it does not wait; ``pyrate-limiter``'s Redis
+bucket stamps items with the caller's clock by design; ``redis-rate-limiters`` (and its
+fork ``redis-limiters``) wait and use ``TIME`` but spend the slot of a cancelled waiter;
+``throttled-py``'s GCRA runs on ``TIME`` but waits by retrying, at least 0.2 s apart, so
+that with a burst of 1 (what keeps a second to ``rate + 1``) it delivers a small part of the
+rate (``benchmarks/README.md``), and none of them has a pause shared with the bucket.
 
 Redis keys
 ----------
-Two per account: ``{prefix}:{<h>}:tat`` and ``{prefix}:{<h>}:pause``, where ``<h>`` is the
-first 16 hex digits of the SHA-256 of the API key. The API key is not a secret, but
-hashing keeps key names short and uniform whatever the key holds, and keeps account names
-out of ``MONITOR`` and ``KEYS`` listings; the braces are a Redis Cluster hash tag, so both
-keys live on one node as a script requires. Both keys expire by themselves as soon as they
-no longer matter (a full bucket is the same as no key). Needs Redis 5 or later (or Valkey):
-a script may then read ``TIME`` before it writes.
+Six per account, ``{prefix}:{<h>}:`` followed by ``tat`` (the schedule), ``pause`` (the
+shared pause-until time), ``holes`` (slots handed back), ``settings`` (the settings the
+bucket keeps), ``taken`` (the takes of the last second) and ``start`` (the start of a young
+busy spell), where ``<h>`` is the first 16 hex digits of the SHA-256 of the API key. The
+API key is not a secret, but hashing keeps key names short and uniform whatever the key
+holds, and keeps account names out of ``MONITOR`` and ``KEYS`` listings; the braces are a
+Redis Cluster hash tag, so all the keys live on one node as a script requires. Every key
+expires by itself as soon as it no longer matters (the schedule a second after its last
+slot). Needs Redis 5 or later (or Valkey): a script may then read ``TIME`` before it writes;
+redis-py 8 speaks RESP3 by default, which needs Redis 6 (or a client made with
+``protocol=2``). redis-py 5, 6, 7 and 8 are tested (``nox -s redis_versions``).
 
 When Redis cannot be reached
 ----------------------------
@@ -65,6 +93,12 @@ would let the workers together exceed the account's rate. With
 ``fallback=LocalFallback(workers=N)`` the limiter instead goes on with a local token bucket
 at ``rate / N`` (``N`` being how many processes share the account), logs one warning per
 outage, and tries Redis again every ``retry_interval`` seconds.
+
+A Redis that hangs (stopped, swapping, behind a dead link that no socket timeout catches)
+is unreachable too: every call is bounded by what is left of ``max_wait``, and a call that
+runs out of it is a failure like a refused connection (chained to ``TimeoutError``). A
+client made from a URL also has 2-second socket timeouts. Slots that a call cut short may
+have reserved are lost: that only ever makes the limit stricter.
 
 This module is named like the ``redis`` package it uses; that is harmless, since imports are
 absolute (``import redis.asyncio`` here is the real package), but do not run this file as a
