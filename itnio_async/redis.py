@@ -95,8 +95,9 @@ at ``rate / N`` (``N`` being how many processes share the account), logs one war
 outage, and tries Redis again every ``retry_interval`` seconds.
 
 A Redis that hangs (stopped, swapping, behind a dead link that no socket timeout catches)
-is unreachable too: every call is bounded by what is left of ``max_wait``, and a call that
-runs out of it is a failure like a refused connection (chained to ``TimeoutError``). A
+is unreachable too: every call is bounded by what is left of ``max_wait`` (but given at
+least 50 ms), and a call that runs out of it is a failure like a refused connection
+(chained to ``TimeoutError``). A
 client made from a URL also has 2-second socket timeouts. Slots that a call cut short may
 have reserved are lost: that only ever makes the limit stricter.
 
@@ -173,6 +174,9 @@ _SLOW_START: Final = 0.10
 _SLOW_START_SECONDS: Final = 1.0
 #: How long the bucket keeps the settings a process asked for after its last call, seconds.
 _SETTINGS_TTL: Final = 30.0
+#: The least time a Redis call is given, seconds, even when less of ``max_wait`` is left
+#: (``max_wait=0`` means "only a slot free now", not "Redis is unreachable").
+_CALL_FLOOR: Final = 0.05
 #: The longest a hand-back of unused slots may take, seconds (it runs as a waiter leaves).
 _REFUND_TIMEOUT: Final = 0.5
 #: What the client library of Redis raises when the server cannot serve us: refused,
@@ -501,8 +505,8 @@ class RedisRateLimiter:
         prefix: the start of the Redis keys (to keep apart, say, staging and production).
         max_wait: the longest an ``acquire()`` waits, seconds, Redis calls included: it
             raises :class:`LimiterTimeoutError` at once when the next free slot would pass
-            it, and a Redis that does not answer within it counts as unreachable.
-            ``None``: wait as long as it takes.
+            it, and a Redis that does not answer within it (or within 50 ms, when less of
+            it is left) counts as unreachable. ``None``: wait as long as it takes.
         fallback: what to do while Redis is unreachable; ``None`` (the default) raises
             :class:`LimiterUnavailableError`.
 
@@ -718,7 +722,7 @@ class RedisRateLimiter:
             return
         deadline = None if self.max_wait is None else loop.time() + self.max_wait
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(self._call_deadline(loop, deadline)):
                 await self._pause_script(keys=[self.pause_key], args=[math.ceil(seconds * 1e6)])
         except _REDIS_FAULTS as exc:
             self._redis_failed(exc, loop)
@@ -822,7 +826,7 @@ class RedisRateLimiter:
         at = 0 if confirm is None else confirm.at
         args = (interval, burst, at, want, limit, *self._script_tail)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(self._call_deadline(loop, deadline)):
                 raw: Sequence[Any] = await self._acquire_script(keys=self._script_keys, args=args)
         except _REDIS_FAULTS as exc:  # a call past the deadline too (TimeoutError is an OSError)
             self._held.clear()  # they can no longer be confirmed
@@ -839,6 +843,12 @@ class RedisRateLimiter:
             due = received + _DUE_GRACE if int(raw[index + 3]) else 0.0
             self._held.append(_Slot(int(raw[index]), int(raw[index + 1]), int(raw[index + 2]), due))
         return reply
+
+    @staticmethod
+    def _call_deadline(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
+        """When a Redis call must have answered: at ``deadline``, but not sooner than
+        ``_CALL_FLOOR`` from now."""
+        return None if deadline is None else max(deadline, loop.time() + _CALL_FLOOR)
 
     def _note_settings(self, reply: _Reply) -> None:
         """Warn once when the bucket keeps other settings than ours (another process's)."""

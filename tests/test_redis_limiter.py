@@ -232,6 +232,17 @@ async def test_max_wait_raises_a_typed_error_at_once_and_takes_nothing(
     assert 0.4 <= time.monotonic() - started <= 0.9
 
 
+async def test_max_wait_zero_takes_a_free_slot_or_raises_at_once(
+    make_limiter: Callable[..., RedisRateLimiter],
+) -> None:
+    limiter = make_limiter(2, max_wait=0)
+    await limiter.acquire()  # free now
+    started = time.monotonic()
+    with pytest.raises(LimiterTimeoutError):
+        await limiter.acquire()  # the next one is 0.5 s away
+    assert time.monotonic() - started < 0.2
+
+
 async def test_a_pause_longer_than_max_wait_raises_at_once(
     make_limiter: Callable[..., RedisRateLimiter],
 ) -> None:
