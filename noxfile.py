@@ -8,6 +8,8 @@ nox.options.sessions = ["tests", "lint", "types"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.11", "3.12", "3.13"]
+#: The major versions of redis-py the shared limiter supports.
+REDIS_MAJORS = ["5", "6", "7", "8"]
 
 
 @nox.session(python=PYTHONS[0])
@@ -36,7 +38,32 @@ def types(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS[0])
+@nox.parametrize("redis_major", REDIS_MAJORS)
+def redis_versions(session: nox.Session, redis_major: str) -> None:
+    """Run the shared limiter's tests with each supported major version of redis-py.
+
+    Installs only the ``testing`` and ``redis`` extras and the test tools: the ``examples``
+    extra pulls ``arq``, which pins redis-py below 6. Needs ``redis-server`` on PATH (or
+    ``ITNIO_TEST_REDIS_URL``).
+    """
+    session.install(
+        "-e",
+        ".[testing,redis]",
+        "pytest>=8",
+        "pytest-asyncio>=0.24",
+        "pytest-cov>=5",
+        "pytest-timeout>=2.3",
+        f"redis=={redis_major}.*",
+    )
+    session.run("python", "-c", "import redis; print('redis-py', redis.__version__)")
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "--no-cov", "tests/test_redis_limiter.py",
+        *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHONS[0])
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmark table against the fake vendor served on loopback."""
-    session.install("-e", ".[testing,cli]")
+    session.install("-e", ".[bench]")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1,11 +1,15 @@
-"""Fake vendor servers in their own processes, started and always stopped by the benchmark.
+"""Servers in their own processes, started and always stopped by the benchmark.
 
-Two kinds, both printing one line ``listening on http://HOST:PORT`` when ready:
+Three kinds, each printing one line ``listening on SCHEME://HOST:PORT`` when ready:
 
 * :func:`fake_cli` runs the fake's own command line, ``python -m itnio_async.testing``;
 * :func:`stats_server` runs ``_stats_server.py`` (beside this file): the same fake served
   by ``itnio_async.testing.serve`` in a thread, which also answers ``stats`` on its stdin
-  with what the server saw (arrival times of the requests), for the rate-bound case.
+  with what the server saw (arrival times of the requests), for the rate-bound case;
+* :func:`counter` runs ``_counter.py``: a UDP counter that stamps each datagram's arrival,
+  for the shared-rate case.
+
+And :func:`redis_server`, a ``redis-server`` on a free loopback port, for the shared-rate case.
 """
 
 from __future__ import annotations
@@ -15,19 +19,23 @@ import json
 import os
 import queue
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
-__all__ = ["API_KEY", "API_SECRET", "Server", "fake_cli", "stats_server"]
+__all__ = ["API_KEY", "API_SECRET", "Server", "counter", "fake_cli", "redis_server", "stats_server"]
 
 API_KEY: Final = "bench-key"
 API_SECRET: Final = "bench-secret"  # a throwaway credential of the local fake
 
-_LISTENING: Final = re.compile(r"listening on (http://\S+)")
+_LISTENING: Final = re.compile(r"listening on (\w+://\S+)")
 _START_TIMEOUT: Final = 30.0
 _STOP_TIMEOUT: Final = 10.0
 _HERE: Final = Path(__file__).resolve().parent
@@ -136,3 +144,55 @@ def stats_server(tasks: int, latency: float = 0.0) -> Iterator[Server]:
     script = str(_HERE / "_stats_server.py")
     with _process([script, *_fake_args(tasks, latency)], commands=True) as server:
         yield server
+
+
+@contextlib.contextmanager
+def counter() -> Iterator[Server]:
+    """The UDP arrival counter of ``_counter.py``; ``stats()`` returns ``{"arrivals": [...]}``."""
+    with _process([str(_HERE / "_counter.py")], commands=True) as server:
+        yield server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A ``redis-server`` on a free port of 127.0.0.1, without persistence; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the shared-rate case needs redis-server (apt-get install redis-server)")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as workdir:
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+             "--appendonly", "no", "--dir", workdir],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + _START_TIMEOUT
+            while True:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), timeout=1) as sock,
+                ):
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

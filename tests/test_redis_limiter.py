@@ -16,6 +16,7 @@ import gc
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+import itnio_async.redis as redis_module
 from itnio_async import (
     AsyncVoiceClient,
     ClientStateError,
@@ -231,6 +233,17 @@ async def test_max_wait_raises_a_typed_error_at_once_and_takes_nothing(
     assert 0.4 <= time.monotonic() - started <= 0.9
 
 
+async def test_max_wait_zero_takes_a_free_slot_or_raises_at_once(
+    make_limiter: Callable[..., RedisRateLimiter],
+) -> None:
+    limiter = make_limiter(2, max_wait=0)
+    await limiter.acquire()  # free now
+    started = time.monotonic()
+    with pytest.raises(LimiterTimeoutError):
+        await limiter.acquire()  # the next one is 0.5 s away
+    assert time.monotonic() - started < 0.2
+
+
 async def test_a_pause_longer_than_max_wait_raises_at_once(
     make_limiter: Callable[..., RedisRateLimiter],
 ) -> None:
@@ -294,6 +307,143 @@ async def test_a_retry_after_seen_by_one_client_holds_every_process(
     assert fake.stats.codes[429] == 1
 
 
+async def test_a_slot_handed_back_inside_the_schedule_goes_to_the_next_taker_at_its_time(
+    make_limiter: Callable[..., RedisRateLimiter], other_client: Redis
+) -> None:
+    # Two per second. One process takes the first slot and reserves the next for a waiting
+    # task; another process reserves the slot after it. The waiting task is cancelled: its
+    # slot, inside the schedule, goes back as it is, and the next taker has it at its time,
+    # well before the slot after the other process's.
+    holder, queued = make_limiter(2), make_limiter(2, client=other_client)
+    started = time.monotonic()
+    await holder.acquire()
+    waiting = asyncio.create_task(holder.acquire())
+    await asyncio.sleep(0.05)
+    later = asyncio.create_task(queued.acquire())
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await make_limiter(2).acquire()
+    taken = time.monotonic() - started
+    await later
+    kept = time.monotonic() - started
+    assert 0.4 <= taken <= 0.8  # the slot handed back (at about 0.57 s: slow start)
+    assert kept >= 1.0  # the other process kept its own (about 1.13 s)
+
+
+async def test_a_pause_holds_the_slots_a_process_already_reserved(
+    make_limiter: Callable[..., RedisRateLimiter], other_client: Redis
+) -> None:
+    limiter, elsewhere = make_limiter(5), make_limiter(5, client=other_client)
+    started = time.monotonic()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(time.monotonic() - started)
+
+    tasks = [asyncio.create_task(one()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert len(times) == 1  # the first went at once; two slots are reserved, 0.2 s apart
+    await elsewhere.pause(0.6)  # another process saw a Retry-After
+    await asyncio.gather(*tasks)
+    assert times[1] >= 0.6
+    assert times[2] - times[1] >= 0.15
+
+
+async def test_a_process_that_wakes_late_cannot_crowd_a_second(
+    redis_url: str, prefix: str, make_limiter: Callable[..., RedisRateLimiter]
+) -> None:
+    # Three per second: no second of the server's clock takes more than 3. One process (an
+    # event loop in a thread) takes the first slot, reserves three more for its waiting
+    # tasks, then blocks for a second: it wakes with two slots past and one due, and takes
+    # them together. The other process's slot comes right after: it must wait until the
+    # second holding those three has passed.
+    started = time.monotonic()
+    times: dict[str, list[float]] = {"late": [], "punctual": []}
+
+    def late_process() -> None:
+        async def main() -> None:
+            async with RedisRateLimiter(redis_url, KEY, 3, prefix=prefix) as limiter:
+
+                async def one() -> None:
+                    await limiter.acquire()
+                    times["late"].append(time.monotonic() - started)
+
+                tasks = [asyncio.create_task(one()) for _ in range(4)]
+                await asyncio.sleep(0.05)
+                time.sleep(1.0)  # noqa: ASYNC251 - the point: a blocked event loop
+                await asyncio.gather(*tasks)
+
+        asyncio.run(main())
+
+    late = asyncio.create_task(asyncio.to_thread(late_process))
+    await asyncio.sleep(0.2)
+    await make_limiter(3).acquire()
+    times["punctual"].append(time.monotonic() - started)
+    await late
+    assert len(times["late"]) == 4
+    assert times["late"][1] >= 1.0
+    assert times["punctual"][0] >= times["late"][1] + 0.95
+    assert most_in_any_second(times["late"] + times["punctual"]) <= 3
+
+
+async def test_processes_asking_for_other_settings_keep_the_strictest_and_warn(
+    make_limiter: Callable[..., RedisRateLimiter],
+    other_client: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="itnio_async")
+    slow, fast = make_limiter(10), make_limiter(100, client=other_client)
+    await slow.acquire()
+    assert slow.shared_settings is None
+    started = time.monotonic()
+    for _ in range(5):
+        await fast.acquire()  # at 100/s five would take 0.05 s; the bucket keeps 10/s
+    assert 0.45 <= time.monotonic() - started <= 1.0
+    assert fast.shared_settings == (pytest.approx(10.0), 1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # once, not per call
+    assert "rate 10/s and burst 1" in warnings[0]
+    assert "asked for rate 100/s and burst 1" in warnings[0]
+    assert slow.bucket_key in warnings[0]
+
+    # The other way round: a stricter process that joins tightens the bucket for all.
+    caplog.clear()
+    strict = make_limiter(100, burst=1, client=other_client, api_key="other-account")
+    loose = make_limiter(100, burst=10, api_key="other-account")
+    await loose.acquire()
+    await strict.acquire()
+    assert strict.shared_settings is None
+    started = time.monotonic()
+    for _ in range(5):
+        await loose.acquire()  # with a burst of 10 these would go at once
+    assert time.monotonic() - started >= 0.035
+    assert loose.shared_settings == (pytest.approx(100.0), 1)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+
+
+async def test_the_settings_of_processes_gone_are_forgotten(
+    make_limiter: Callable[..., RedisRateLimiter],
+    other_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="itnio_async")
+    monkeypatch.setattr(redis_module, "_SETTINGS_TTL", 0.2)
+    old = make_limiter(10)
+    await old.acquire()
+    await asyncio.sleep(0.3)  # the process at 10/s is gone (a deploy raised the rate)
+    new = make_limiter(100, client=other_client)
+    started = time.monotonic()
+    for _ in range(5):
+        await new.acquire()
+    assert time.monotonic() - started <= 0.3
+    assert new.shared_settings is None
+    assert not caplog.records
+
+
 # -- when Redis is unreachable ---------------------------------------------------------------
 
 
@@ -341,6 +491,44 @@ async def test_the_fallback_keeps_to_max_wait() -> None:
         assert 0.25 <= time.monotonic() - started <= 0.9
         await limiter.pause(0.01)  # Redis is not due for another try: the local bucket only
         assert limiter.using_fallback
+
+
+async def test_a_hung_redis_holds_acquire_no_longer_than_max_wait() -> None:
+    # A Redis client without a socket timeout, and a Redis that stops answering (SIGSTOP):
+    # every call is bounded by what is left of max_wait, and then Redis is unavailable.
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            url = stack.enter_context(redis_server())
+        except RedisNotAvailable as exc:
+            need_redis(str(exc))
+        info = redis.Redis.from_url(url)
+        pid = int(info.info("server")["process_id"])
+        info.close()
+        client = Redis.from_url(url)
+        stack.push_async_callback(client.aclose)
+        strict = RedisRateLimiter(client, KEY, 100, max_wait=1.0)
+        fallback = LocalFallback(workers=2, retry_interval=60)
+        lenient = RedisRateLimiter(client, KEY, 100, max_wait=1.0, fallback=fallback)
+        await strict.acquire()  # connected, and the script loaded
+        await lenient.acquire()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(LimiterUnavailableError) as caught:
+                await strict.acquire()
+            assert 0.9 <= time.monotonic() - started <= 1.5
+            assert isinstance(caught.value.__cause__, TimeoutError)
+            started = time.monotonic()
+            with pytest.raises(LimiterUnavailableError):
+                await strict.pause(5.0)
+            assert time.monotonic() - started <= 1.5
+            started = time.monotonic()
+            await lenient.acquire()  # Redis gave no answer within max_wait: the local share
+            assert time.monotonic() - started <= 1.5
+            assert lenient.using_fallback
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await strict.acquire()  # and Redis serves again once it answers
 
 
 async def test_the_fallback_gives_way_to_redis_when_it_comes_back(
