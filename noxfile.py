@@ -19,10 +19,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0])
 def lint(session: nox.Session) -> None:
-    """Lint and check formatting with ruff."""
-    session.install("ruff>=0.6")
+    """Lint and check formatting with ruff; check the import contract (pyproject.toml)."""
+    session.install("ruff>=0.6", "import-linter>=2.14")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # The layering and the independence of the CLI and the fake, read from the source:
+    # the package need not be installed.
+    session.run("lint-imports", "--no-logo")
 
 
 @nox.session(python=PYTHONS[0])
