@@ -451,7 +451,7 @@ def decoding(settings: Settings) -> CaseResult:
             "library rate / json.loads rate",
             "ratio",
             _ratios(lib_rates, json_rates),
-            (">=", 0.35),
+            (">=", 0.45),
         ),
     ]
     setup = {"records_per_page": records, "page_bytes": len(body), "calls_per_sample": number}

@@ -170,6 +170,25 @@ async def test_times_come_back_aware_in_the_server_timezone(make_client: Any) ->
 
 
 @pytest.mark.parametrize(
+    ("created", "zone"),
+    [
+        ("9999-12-31T23:59:59+00:00", "Asia/Shanghai"),
+        ("0001-01-01T00:00:00+00:00", "America/New_York"),
+        ("9999-12-31T23:59:59-05:00", "UTC"),
+    ],
+)
+async def test_a_time_the_zone_carries_out_of_range_is_a_malformed_reply(
+    make_client: Any, created: str, zone: str
+) -> None:
+    """Not a raw ``OverflowError``: every decode failure is a ``MalformedResponseError``."""
+    vendor = ScriptedVendor(vendor_page([wire_record(5, createdTime=created)]))
+    client = make_client(vendor, server_timezone=ZoneInfo(zone))
+    with pytest.raises(MalformedResponseError, match="out of range") as caught:
+        await client.query_group_calls(START, END)
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize(
     ("kwargs", "named"),
     [
         ({"size": 0}, "size"),

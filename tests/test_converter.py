@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import pickle
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,7 +31,13 @@ from itnio_async._errors import (
     TimestampExpiredError,
     VendorServerError,
 )
-from itnio_async._models import GroupCallRecord, GroupCallStatus, Page
+from itnio_async._models import (
+    UNKNOWN_STATUSES_CACHED,
+    GroupCallRecord,
+    GroupCallStatus,
+    Page,
+    _unknown_status,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -306,6 +315,39 @@ def test_a_negative_unknown_status_gets_a_readable_name() -> None:
     assert not status.is_known
 
 
+def test_unknown_statuses_are_not_kept_for_good() -> None:
+    """Each unknown value used to be cached in the enum's own value map, forever: 200,000
+    distinct values kept 77 MB after the client was gone. Now the map keeps only the
+    documented members, and a small cache at most ``UNKNOWN_STATUSES_CACHED`` others."""
+    gc.collect()
+    members = len(GroupCallStatus._value2member_map_)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        page = structure_page(wire_page([wire_record(status=1000 + n) for n in range(20_000)]))
+        assert {int(r.status) for r in page.records} == set(range(1000, 21_000))
+        del page
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(GroupCallStatus._value2member_map_) == members
+    assert _unknown_status.cache_info().currsize <= UNKNOWN_STATUSES_CACHED
+    # 20,000 cached members would be ~8 MB; the bounded cache holds well under 1 MB.
+    assert after - before < 1_000_000
+
+
+def test_an_unknown_status_made_twice_is_equal_and_hashes_as_its_number() -> None:
+    one, other = GroupCallStatus(10_001), GroupCallStatus(10_001)
+    assert one == other == 10_001
+    assert hash(one) == hash(other) == hash(10_001)
+    assert {one: "x"}[other] == "x"
+    assert (int(one), one.name, one.is_known) == (10_001, "UNKNOWN_10001", False)
+    assert GroupCallStatus(10_002) != one
+    again = pickle.loads(pickle.dumps(one))
+    assert (type(again), again, again.name) == (GroupCallStatus, 10_001, "UNKNOWN_10001")
+
+
 def test_a_status_value_that_is_not_an_int_is_not_a_member() -> None:
     with pytest.raises(ValueError, match="not a valid GroupCallStatus"):
         GroupCallStatus("9")  # type: ignore[arg-type]
@@ -477,6 +519,29 @@ def test_each_converter_keeps_its_own_server_timezone() -> None:
     assert again.created_time.tzinfo is None
 
 
+@pytest.mark.parametrize(
+    ("created", "zone"),
+    [
+        ("9999-12-31T23:59:59+00:00", SHANGHAI),
+        ("9999-12-31T23:59:59-05:00", timezone(timedelta(hours=8))),
+        ("0001-01-01T00:00:00+00:00", ZoneInfo("America/New_York")),
+        ("0001-01-01T00:00:00+00:00", timezone(timedelta(hours=-5))),
+    ],
+)
+def test_a_time_that_its_zone_would_carry_past_year_1_or_9999_raises_value_error(
+    created: str, zone: Any
+) -> None:
+    """``astimezone`` raises ``OverflowError`` there, which the client would let through."""
+    with pytest.raises(ValueError, match="out of range"):
+        structure_record(wire_record(createdTime=created), zone)
+
+
+def test_a_naive_time_at_the_edge_of_the_range_is_kept_in_the_server_zone() -> None:
+    for created in ("0001-01-01 00:00:00", "9999-12-31 23:59:59"):
+        record = structure_record(wire_record(createdTime=created), SHANGHAI)
+        assert record.created_time.replace(tzinfo=None) == datetime.fromisoformat(created)
+
+
 def test_format_wire_time_is_the_vendors_local_date_time() -> None:
     assert format_wire_time(datetime(2024, 6, 3, 15, 13, 1, 999_999)) == "2024-06-03 15:13:01"
     assert WIRE_TIME_FORMAT == "%Y-%m-%d %H:%M:%S"
@@ -550,6 +615,39 @@ def test_generated_records_survive_json_and_decode_equal_field_by_field(
         assert decoded.created_time == original.created_time
         assert decoded.created_time.tzinfo is None
         assert decoded == original
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+_zones = st.none() | st.timezones()
+# Anywhere in datetime's range, and often within a day of either end of it.
+_wire_times = (
+    st.datetimes(datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59), timezones=_zones)
+    | st.datetimes(datetime(1, 1, 1), datetime(1, 1, 2), timezones=_zones)
+    | st.datetimes(datetime(9999, 12, 31), datetime(9999, 12, 31, 23, 59, 59), timezones=_zones)
+).map(lambda t: t.isoformat(sep=" "))
+_record_fields = st.sampled_from(sorted(wire_record()))
+
+
+@given(field=_record_fields, value=_json_values | _wire_times, zone=_zones)
+def test_whatever_a_field_holds_decoding_fails_only_in_ways_the_client_reports(
+    field: str, value: object, zone: Any
+) -> None:
+    """``KeyError``, ``TypeError`` and ``ValueError`` become ``MalformedResponseError``;
+    nothing else may escape (an ``OverflowError`` once did)."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        structure_record(wire_record(**{field: value}), zone)
+
+
+@given(created=_wire_times, zone=_zones)
+def test_any_time_in_any_zone_decodes_or_fails_as_a_value_error(created: str, zone: Any) -> None:
+    with contextlib.suppress(ValueError):
+        record = structure_record(wire_record(createdTime=created), zone)
+        if zone is not None:
+            assert record.created_time.tzinfo is zone
 
 
 @given(code=_ints.filter(lambda n: n != 0), as_string=st.booleans(), msg=st.text())
