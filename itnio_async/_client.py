@@ -23,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -49,7 +48,7 @@ from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, Page
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
-from ._signing import CONTENT_TYPE, Credentials, ServerClock, SigningAuth
+from ._signing import CONTENT_TYPE, Credentials, ServerClock, SigningAuth, parse_http_date
 
 if TYPE_CHECKING:
     from ._stream import GroupCallPageStream, GroupCallStream, ProgressCallback
@@ -138,13 +137,8 @@ def _parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, when - time.time())
 
 
 class AsyncVoiceClient:
@@ -555,9 +549,7 @@ class AsyncVoiceClient:
             recent.popleft()
         if len(recent) >= SERVER_FAULT_BURST:
             extra = len(recent) - SERVER_FAULT_BURST
-            pause = min(
-                self._retry.max_backoff, self._retry.initial_backoff * 2.0 ** min(extra, 16)
-            )
+            pause = self._retry.backoff_ceiling(extra + 1)
             logger.warning(
                 "%d '-18' replies within a second: pausing for %.2fs", len(recent), pause
             )

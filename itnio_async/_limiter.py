@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from aiolimiter import AsyncLimiter
 
-__all__ = ["LocalRateLimiter", "RateLimiter"]
+__all__ = ["LocalRateLimiter", "RateLimiter", "check_burst", "check_rate"]
 
 
 @runtime_checkable
@@ -32,20 +32,25 @@ class RateLimiter(Protocol):
     async def pause(self, seconds: float) -> None: ...
 
 
-def _check_rate(rate: object) -> None:
-    if rate is None:
-        return
+def check_rate(rate: object, *, name: str = "rate", none_allowed: bool = False) -> float:
+    """Return ``rate`` (requests per second) if it is a finite number > 0, else raise naming
+    ``name`` (the message says "or None" where the caller takes ``None`` for no limit).
+    Every limiter checks its rate with this."""
+    or_none = " or None" if none_allowed else ""
     if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise TypeError(f"rate_limit must be a number or None, got {type(rate).__name__}")
+        raise TypeError(f"{name} must be a number{or_none}, got {type(rate).__name__}")
     if not (rate > 0 and math.isfinite(rate)):
-        raise ValueError(f"rate_limit must be a positive, finite number or None, got {rate!r}")
+        raise ValueError(f"{name} must be a positive, finite number{or_none}, got {rate!r}")
+    return rate
 
 
-def _check_burst(burst: object) -> None:
+def check_burst(burst: object) -> int:
+    """Return ``burst`` (a bucket's size) if it is an int >= 1, else raise naming it."""
     if isinstance(burst, bool) or not isinstance(burst, int):
         raise TypeError(f"burst must be an int, got {type(burst).__name__}")
     if burst < 1:
         raise ValueError(f"burst must be >= 1, got {burst!r}")
+    return burst
 
 
 #: The bucket runs this much below ``rate``, so that the jitter between a grant here and
@@ -80,12 +85,10 @@ class LocalRateLimiter:
     __slots__ = ("_bucket", "_paused_until", "burst", "rate")
 
     def __init__(self, rate: float | None, burst: int = 1) -> None:
-        _check_rate(rate)
-        _check_burst(burst)
         #: Requests per second, or ``None`` for no limit.
-        self.rate = rate
+        self.rate = None if rate is None else check_rate(rate, name="rate_limit", none_allowed=True)
         #: Tokens the bucket holds: how many requests may go back to back after a pause.
-        self.burst = burst
+        self.burst = check_burst(burst)
         # The aiolimiter bucket, made lazily on the running loop (None until then).
         self._bucket: AsyncLimiter | None = None
         # Loop time before which no acquire may return (a server's Retry-After).

@@ -10,7 +10,9 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import attrs
+from attrs.validators import ge, optional
 
+from ._checks import INTEGER, Validator, kind_of
 from ._converter import format_wire_time
 from ._models import GroupCallStatus
 
@@ -18,6 +20,9 @@ __all__ = ["MAX_PAGE_SIZE", "GroupCallQuery", "check_page", "check_positive_int"
 
 #: The vendor's largest page.
 MAX_PAGE_SIZE = 100
+
+_APP_ID: Validator = optional([INTEGER, ge(0)])
+_SEARCH: Validator = optional(kind_of(str, "a str"))
 
 #: The documented status values; a query may name only these.
 _KNOWN_STATUSES = frozenset(int(m) for m in GroupCallStatus.__members__.values())
@@ -86,18 +91,22 @@ def _check_statuses(statuses: object) -> tuple[int, ...]:
 
 @attrs.frozen(slots=True)
 class GroupCallQuery:
-    """A checked group-call query, its times already naive in the server's zone."""
+    """A checked group-call query, its times already naive in the server's zone.
+
+    ``build`` checks and converts the caller's arguments; the fields' validators hold for
+    every query however it is made (``build``, ``with_end``, ``attrs.evolve``).
+    """
 
     #: Window start, inclusive, naive in the server's zone.
-    start: datetime
+    start: datetime = attrs.field(validator=kind_of(datetime, "a datetime"))
     #: Window end, inclusive, naive in the server's zone.
-    end: datetime
+    end: datetime = attrs.field(validator=kind_of(datetime, "a datetime"))
     #: Status values to keep; empty keeps all.
     statuses: tuple[int, ...] = ()
     #: Application id filter.
-    app_id: int | None = None
+    app_id: int | None = attrs.field(default=None, validator=_APP_ID)
     #: The vendor's fuzzy search text.
-    search: str | None = None
+    search: str | None = attrs.field(default=None, validator=_SEARCH)
 
     @classmethod
     def build(
@@ -115,16 +124,12 @@ class GroupCallQuery:
         wire_end = _to_server_time("end", end, server_timezone)
         if wire_end < wire_start:
             raise ValueError(f"end ({wire_end}) is before start ({wire_start})")
-        if app_id is not None:
-            app_id = check_positive_int("app_id", app_id, minimum=0)
-        if search is not None and not isinstance(search, str):
-            raise TypeError(f"search must be a str, got {type(search).__name__}")
         return cls(
             wire_start,
             wire_end,
             _check_statuses(statuses),
-            app_id,
-            search or None,
+            app_id,  # type: ignore[arg-type]  # checked by the field's validator
+            None if search == "" else search,  # type: ignore[arg-type]  # likewise
         )
 
     def with_end(self, end: datetime) -> GroupCallQuery:

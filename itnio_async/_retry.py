@@ -7,12 +7,12 @@ between tasks).
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from typing import Any
 
 import attrs
+from attrs.validators import ge, optional
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -22,29 +22,12 @@ from tenacity import (
     stop_never,
 )
 
+from ._checks import INTEGER, NUMBER, Validator
 from ._errors import RETRYABLE_HTTP_STATUSES, ItnioError, ItnioHTTPError, TimestampExpiredError
 
 __all__ = ["RETRYABLE_HTTP_STATUSES", "RetryPolicy", "is_retryable"]
 
-
-def _non_negative(name: str) -> Callable[[Any, Any, object], None]:
-    def check(_instance: Any, _attribute: Any, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-    return check
-
-
-def _check_max_retries(_instance: Any, _attribute: Any, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_retries must be an integer >= 0, got {value!r}")
-
-
-def _check_deadline(_instance: Any, _attribute: Any, value: object) -> None:
-    if value is not None:
-        _non_negative("deadline")(_instance, _attribute, value)
+_NON_NEGATIVE_OR_NONE: Validator = optional([NUMBER, ge(0)])
 
 
 @attrs.frozen(slots=True)
@@ -64,23 +47,27 @@ class RetryPolicy:
     """
 
     #: Retries after the first attempt; 0 turns retrying off.
-    max_retries: int = attrs.field(default=5, validator=_check_max_retries)
+    max_retries: int = attrs.field(default=5, validator=[INTEGER, ge(0)])
     #: Upper bound of the first wait, in seconds; it doubles for each later retry.
-    initial_backoff: float = attrs.field(default=0.5, validator=_non_negative("initial_backoff"))
+    initial_backoff: float = attrs.field(default=0.5, validator=[NUMBER, ge(0)])
     #: No single wait is longer than this (``Retry-After`` has its own cap below).
-    max_backoff: float = attrs.field(default=10.0, validator=_non_negative("max_backoff"))
+    max_backoff: float = attrs.field(default=10.0, validator=[NUMBER, ge(0)])
     #: Seconds from the first attempt after which no retry starts (``None``: no deadline).
     #: A retry whose wait would end past the deadline is not made.
-    deadline: float | None = attrs.field(default=60.0, validator=_check_deadline)
+    deadline: float | None = attrs.field(default=60.0, validator=_NON_NEGATIVE_OR_NONE)
     #: The longest ``Retry-After`` the client honours, in seconds.
-    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative("max_retry_after"))
+    max_retry_after: float = attrs.field(default=60.0, validator=[NUMBER, ge(0)])
+
+    def backoff_ceiling(self, retry_number: int) -> float:
+        """The longest wait before retry ``retry_number`` (from 1), before the jitter:
+        ``min(max_backoff, initial_backoff * 2 ** (retry_number - 1))``."""
+        # The exponent is capped: 2.0 ** 1024 overflows, and 2 ** 62 is past any cap anyway.
+        growth = 2.0 ** min(max(retry_number - 1, 0), 62)
+        return min(self.max_backoff, self.initial_backoff * growth)
 
     def backoff(self, retry_number: int, rng: Callable[[], float] | None = None) -> float:
         """The jittered wait before retry ``retry_number`` (1 for the first retry)."""
-        # The exponent is capped: 2.0 ** 1024 overflows, and 2 ** 62 is past any cap anyway.
-        growth = 2.0 ** min(retry_number - 1, 62)
-        ceiling = min(self.max_backoff, self.initial_backoff * growth)
-        return ceiling * (rng or random.random)()
+        return self.backoff_ceiling(retry_number) * (rng or random.random)()
 
     def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
         """The wait before retry ``retry_number`` after ``exc``."""

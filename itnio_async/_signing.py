@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 import attrs
 import httpx
 
-__all__ = ["Credentials", "ServerClock", "SigningAuth", "compute_sign"]
+__all__ = ["Credentials", "ServerClock", "SigningAuth", "compute_sign", "parse_http_date"]
 
 #: Header names of the vendor's scheme.
 API_KEY_HEADER = "Api-Key"
@@ -31,6 +31,21 @@ def compute_sign(api_key: str, api_secret: str, timestamp: int | str) -> str:
     """The vendor's ``Sign``: lower-case hex MD5 of ``api_key + api_secret + timestamp``."""
     payload = f"{api_key}{api_secret}{timestamp}".encode()
     return hashlib.md5(payload, usedforsecurity=False).hexdigest()
+
+
+def parse_http_date(value: str) -> float | None:
+    """An HTTP date (``Date``, ``Retry-After``) as Unix time, or ``None`` if unreadable.
+
+    Takes the three forms HTTP allows (IMF-fixdate, RFC 850, asctime); one without a zone
+    (asctime, or ``-0000``) is GMT, as every HTTP date is.
+    """
+    try:
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 @attrs.frozen(slots=True)
@@ -70,15 +85,9 @@ class ServerClock:
         if not self.enabled or "age" in headers:
             return False
         raw = headers.get("date")
-        if not raw:
+        server_time = parse_http_date(raw) if raw else None
+        if server_time is None:
             return False
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return False
-        if when.tzinfo is None:  # the asctime form and "-0000": HTTP dates are always GMT
-            when = when.replace(tzinfo=UTC)
-        server_time = when.timestamp()
         self.offset = server_time - (sent_at + received_at) / 2.0
         return True
 

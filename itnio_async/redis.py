@@ -82,12 +82,14 @@ import math
 import random
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import attrs
+from attrs.validators import ge, gt
 
+from ._checks import INTEGER, NUMBER
 from ._errors import ClientStateError, LimiterTimeoutError, LimiterUnavailableError
-from ._limiter import LocalRateLimiter
+from ._limiter import LocalRateLimiter, check_burst, check_rate
 
 try:
     from redis.asyncio import Redis
@@ -175,18 +177,6 @@ return current - now
 """
 
 
-def _check_workers(_instance: object, _attribute: object, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"workers must be an int >= 1, got {value!r}")
-
-
-def _check_interval(_instance: object, _attribute: object, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"retry_interval must be a number, got {type(value).__name__}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"retry_interval must be positive and finite, got {value!r}")
-
-
 @attrs.frozen
 class LocalFallback:
     """What a :class:`RedisRateLimiter` does while Redis is unreachable.
@@ -197,25 +187,9 @@ class LocalFallback:
     """
 
     #: How many processes share the account's rate (each takes an equal share).
-    workers: int = attrs.field(validator=_check_workers)
+    workers: int = attrs.field(validator=[INTEGER, ge(1)])
     #: Seconds between two attempts to reach Redis again while it is down.
-    retry_interval: float = attrs.field(default=5.0, validator=_check_interval)
-
-
-def _check_rate(rate: object) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, int | float):
-        raise TypeError(f"rate must be a number, got {type(rate).__name__}")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise ValueError(f"rate must be a positive, finite number, got {rate!r}")
-    return float(rate)
-
-
-def _check_burst(burst: object) -> int:
-    if not isinstance(burst, int) or isinstance(burst, bool):
-        raise TypeError(f"burst must be an int, got {type(burst).__name__}")
-    if burst < 1:
-        raise ValueError(f"burst must be >= 1, got {burst!r}")
-    return burst
+    retry_interval: float = attrs.field(default=5.0, validator=[NUMBER, gt(0)])
 
 
 def _check_max_wait(max_wait: object) -> float | None:
@@ -291,9 +265,9 @@ class RedisRateLimiter:
         if fallback is not None and not isinstance(fallback, LocalFallback):
             raise TypeError(f"fallback must be a LocalFallback, got {type(fallback).__name__}")
         #: Requests per second for the account, all processes together.
-        self.rate = _check_rate(rate)
+        self.rate = float(check_rate(rate))
         #: Tokens the bucket holds.
-        self.burst = _check_burst(burst)
+        self.burst = check_burst(burst)
         #: The longest an ``acquire()`` waits, in seconds (``None``: no limit).
         self.max_wait = _check_max_wait(max_wait)
         #: What to do while Redis is unreachable (``None``: raise).

@@ -113,6 +113,42 @@ def test_the_bucket_is_made_on_the_running_loop_not_at_construction() -> None:
     assert limiter._bucket is not None
 
 
+@pytest.mark.parametrize(
+    ("rate", "burst", "error", "named"),
+    [
+        (0, 1, ValueError, "rate"),
+        (-1.0, 1, ValueError, "rate"),
+        (float("inf"), 1, ValueError, "rate"),
+        (float("nan"), 1, ValueError, "rate"),
+        ("10", 1, TypeError, "rate"),
+        (True, 1, TypeError, "rate"),
+        (10, 0, ValueError, "burst"),
+        (10, 1.5, TypeError, "burst"),
+        (10, True, TypeError, "burst"),
+    ],
+)
+def test_the_local_and_the_redis_limiter_refuse_the_same_rates_and_bursts(
+    rate: object, burst: object, error: type[Exception], named: str
+) -> None:
+    """One check of a rate and a burst serves every limiter."""
+    redis = pytest.importorskip("itnio_async.redis")
+    from redis.asyncio import Redis
+
+    with pytest.raises(error, match=named) as local:
+        LocalRateLimiter(rate, burst)  # type: ignore[arg-type]
+    with pytest.raises(error, match=named) as shared:
+        redis.RedisRateLimiter(Redis(), "key", rate, burst=burst)  # type: ignore[arg-type]
+    assert str(local.value).replace("rate_limit", "rate").replace(" or None", "") == str(
+        shared.value
+    )
+
+
+def test_the_local_limiter_takes_none_for_no_limit_and_says_so() -> None:
+    assert LocalRateLimiter(None).rate is None
+    with pytest.raises(TypeError, match=r"^rate_limit must be a number or None, got str$"):
+        LocalRateLimiter("fast")  # type: ignore[arg-type]
+
+
 def test_local_limiter_implements_the_protocol() -> None:
     assert isinstance(LocalRateLimiter(1), RateLimiter)
 

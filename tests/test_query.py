@@ -279,7 +279,7 @@ def test_a_status_outside_the_documented_table_is_refused(value: int) -> None:
     [(-1, ValueError), (True, TypeError), (1.0, TypeError), ("17", TypeError)],
 )
 def test_a_bad_app_id_is_refused_naming_it(value: object, error: type[Exception]) -> None:
-    with pytest.raises(error, match=r"^app_id"):
+    with pytest.raises(error, match=r"^'?app_id"):
         build(app_id=value)
 
 
@@ -287,6 +287,15 @@ def test_a_bad_app_id_is_refused_naming_it(value: object, error: type[Exception]
 def test_a_search_that_is_not_a_str_is_refused(value: object) -> None:
     with pytest.raises(TypeError, match=r"^search must be a str"):
         build(search=value)
+
+
+def test_a_query_checks_its_fields_however_it_is_made() -> None:
+    query = build()
+    with pytest.raises(TypeError, match="app_id"):
+        attrs.evolve(query, app_id="17")
+    with pytest.raises(TypeError, match="end"):
+        query.with_end("2024-06-30")  # type: ignore[arg-type]
+    assert build(search="").search is None
 
 
 # -- check_page ------------------------------------------------------------------------------

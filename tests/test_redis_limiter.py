@@ -430,7 +430,7 @@ def test_bad_arguments_are_refused_up_front(kwargs: dict[str, Any], error: type[
     [{"workers": 0}, {"workers": True}, {"workers": 2, "retry_interval": 0}],
 )
 def test_a_fallback_needs_workers_and_a_positive_interval(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"workers|retry_interval"):
+    with pytest.raises((ValueError, TypeError), match=r"workers|retry_interval"):
         LocalFallback(**kwargs)
     with pytest.raises(TypeError, match="retry_interval"):
         LocalFallback(workers=2, retry_interval="5")  # type: ignore[arg-type]

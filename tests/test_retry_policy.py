@@ -128,7 +128,7 @@ def test_nan_is_refused_naming_its_field(field: str) -> None:
 
 @pytest.mark.parametrize("field", ["initial_backoff", "max_backoff", "max_retry_after"])
 def test_none_is_refused_for_a_number_other_than_the_deadline(field: str) -> None:
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(TypeError, match=field):
         RetryPolicy(**{field: None})
 
 
@@ -214,6 +214,14 @@ def test_wait_for_keeps_the_backoff_when_it_is_longer_than_retry_after() -> None
 def test_wait_for_without_an_error_is_a_plain_backoff() -> None:
     policy = _MaxJitter(initial_backoff=2.0, max_backoff=10.0)
     assert policy.wait_for(None, 2) == 4.0
+
+
+def test_the_backoff_ceiling_doubles_from_the_first_wait_up_to_the_cap() -> None:
+    """One formula: the jittered wait and the client's pause after a burst of -18 use it."""
+    policy = RetryPolicy(initial_backoff=0.5, max_backoff=10.0)
+    assert [policy.backoff_ceiling(n) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert policy.backoff_ceiling(10_000) == 10.0  # no OverflowError
+    assert policy.backoff(3, rng=lambda: 0.25) == 0.25 * policy.backoff_ceiling(3)
 
 
 # -- is_retryable ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from itnio_async._signing import (
     ServerClock,
     SigningAuth,
     compute_sign,
+    parse_http_date,
 )
 
 #: The vendor's published test vector.
@@ -243,6 +244,31 @@ def test_learn_reads_every_http_date_form_as_gmt_whatever_the_local_zone(date: s
     clock = ServerClock(wall=lambda: float(VECTOR_TIMESTAMP))
     assert clock.learn(httpx.Headers({"Date": date}), VECTOR_TIMESTAMP, VECTOR_TIMESTAMP)
     assert clock.offset == pytest.approx(0.0)
+
+
+@pytest.mark.usefixtures("local_zone_new_york")
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Wed Sep  1 04:00:00 2021",
+        "Wed, 01 Sep 2021 04:00:00 -0000",
+        "Wed, 01 Sep 2021 04:00:00 GMT",
+        "Wednesday, 01-Sep-21 04:00:00 GMT",  # RFC 850, also one HTTP allows
+    ],
+)
+def test_one_http_date_parser_serves_date_and_retry_after(date: str) -> None:
+    """``Date`` (the clock) and ``Retry-After`` (the client) read dates with one parser."""
+    from itnio_async._client import _parse_retry_after
+
+    assert parse_http_date(date) == VECTOR_TIMESTAMP
+    waited = _parse_retry_after(date)
+    assert waited is not None
+    assert waited == pytest.approx(max(0.0, VECTOR_TIMESTAMP - time.time()), abs=1.0)
+
+
+@pytest.mark.parametrize("date", ["", "yesterday", "Wed, 32 Sep 2021 04:00:00 GMT", "1630468800"])
+def test_an_unreadable_http_date_parses_to_none(date: str) -> None:
+    assert parse_http_date(date) is None
 
 
 # -- SigningAuth ---------------------------------------------------------------------------
