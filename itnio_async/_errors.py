@@ -85,7 +85,7 @@ class ItnioError(Exception):
     #: For a record stream: the page that failed, to pass as ``start_page=`` to resume.
     page: int | None
     #: For a record stream: its cursor at the failure, to resume from (``None`` if none).
-    resume_from: object | None
+    resume_from: object | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
