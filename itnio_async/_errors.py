@@ -87,7 +87,7 @@ class ItnioError(Exception):
     page: int | None
     #: For a record stream: its ``StreamCursor`` at the failure, to pass as ``resume_from=``
     #: (``None`` elsewhere). Typed ``Any`` here because cursors live in a higher layer.
-    resume_from: Any
+    resume_from: Any = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

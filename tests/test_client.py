@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
@@ -410,6 +411,16 @@ async def test_retry_after_is_honoured_and_pauses_the_whole_client(
     assert limiter.pauses == [7.0]
     assert limiter.acquired == 2  # every attempt takes a token
     assert sleeps.waits[0] >= 7.0
+
+
+@pytest.mark.parametrize("form", ["%a, %d %b %Y %H:%M:%S GMT", "%a %b %d %H:%M:%S %Y"])
+async def test_a_retry_after_date_is_read_as_seconds_from_now(make_client: Any, form: str) -> None:
+    when = time.gmtime(time.time() + 30)
+    vendor = ScriptedVendor(httpx.Response(429, headers={"Retry-After": time.strftime(form, when)}))
+    client = make_client(vendor, retry=RetryPolicy(max_retries=0))
+    with pytest.raises(RateLimitedError) as caught:
+        await client.query_group_calls(START, END)
+    assert caught.value.retry_after == pytest.approx(30, abs=2)
 
 
 async def test_retry_after_is_capped(make_client: Any, sleeps: SleepRecorder) -> None:

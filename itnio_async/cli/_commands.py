@@ -572,8 +572,8 @@ def _check_args(args: argparse.Namespace) -> None:
         and end < start
     ):
         fail(f"--end ({end}) is before --start ({start})")
-    output = getattr(args, "output", None)
-    if output not in (None, "-"):
+    output: str | None = getattr(args, "output", None)
+    if output is not None and output != "-":
         folder = os.path.dirname(output) or "."
         if not os.path.isdir(folder):
             fail(f"--output: no such directory: {folder}")
