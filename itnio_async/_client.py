@@ -1,14 +1,8 @@
-"""``AsyncVoiceClient``: the layers put together.
+"""``AsyncVoiceClient``: the front of the library.
 
-One call goes ``retry → connection slot → rate limit → sign → transport``:
-
-* **retry** (``_retry``): a fresh tenacity loop per call; each pass is one attempt;
-* **connection slot**: a semaphore as large as the connection pool, so the client never
-  oversubscribes its own pool and no caller sees a pool timeout;
-* **rate limit** (``_limiter``): one token per attempt, taken just before sending;
-* **sign** (``_signing``): an ``httpx.Auth`` that stamps ``Timestamp`` and ``Sign`` as the
-  request leaves, after any wait, with the clock corrected by what ``-16`` taught us;
-* **transport**: ``httpx``; its exceptions become ours (``_errors``) right here.
+It holds the settings (checked at construction), reads the environment, owns the
+lifecycle (the loop it is bound to, the connection pool, ``aclose()``) and offers the
+public methods. Every request goes through the send path in ``_send``.
 """
 
 from __future__ import annotations
@@ -17,45 +11,28 @@ import asyncio
 import enum
 import ipaddress
 import json
-import logging
 import os
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
 import httpx
-from tenacity import RetryCallState
 
-from ._converter import Envelope, decode_envelope, make_converter
-from ._errors import (
-    ClientStateError,
-    ItnioAPIError,
-    ItnioError,
-    ItnioHTTPError,
-    ItnioTimeoutError,
-    ItnioTransportError,
-    MalformedResponseError,
-    RateLimitedError,
-    TimestampExpiredError,
-    VendorServerError,
-)
+from ._converter import make_converter
+from ._errors import ClientStateError, MalformedResponseError
 from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
-from ._hooks import AttemptEvent, CallTally, ClientHooks, PageEvent, RetryEvent, call_hook
+from ._hooks import CallTally, ClientHooks, PageEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, Page
 from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
-from ._signing import CONTENT_TYPE, Credentials, ServerClock, SigningAuth
+from ._send import Sender
+from ._signing import Credentials, ServerClock
 from ._stream import ProgressCallback, StreamOptions
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncVoiceClient"]
-
-logger = logging.getLogger("itnio_async")
 
 #: The vendor's production endpoint.
 DEFAULT_BASE_URL: Final = "https://api.itniotech.com"
@@ -66,8 +43,6 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_RATE_LIMIT: Final = 10.0
 #: Connections (and so requests in flight) per client.
 DEFAULT_MAX_CONNECTIONS: Final = 32
-#: This many -18 replies within one second pause the whole (possibly shared) limiter.
-SERVER_FAULT_BURST: Final = 3
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
 
@@ -82,19 +57,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
-
-
-def outcome_label(exc: BaseException) -> str:
-    """A short, low-cardinality label for how an attempt failed (for logs and metrics)."""
-    if isinstance(exc, ItnioAPIError):
-        return f"vendor:{exc.code}"
-    if isinstance(exc, ItnioHTTPError):
-        return f"http:{exc.status_code}"
-    if isinstance(exc, ItnioTransportError):
-        return f"transport:{type(exc.__cause__ or exc).__name__}"
-    if isinstance(exc, MalformedResponseError):
-        return "malformed"
-    return type(exc).__name__
 
 
 def _is_loopback(host: str) -> bool:
@@ -115,23 +77,6 @@ def _check_base_url(base_url: str) -> httpx.URL:
     raise ValueError(
         f"base_url must be https:// (plain http:// only to a loopback host), got {base_url!r}"
     )
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date measured from now."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
 
 
 class AsyncVoiceClient:
@@ -185,12 +130,10 @@ class AsyncVoiceClient:
         )
         self._credentials = Credentials(api_key, api_secret)
         self._clock = ServerClock(enabled=clock_correction)
-        self._auth = SigningAuth(self._credentials, self._clock)
         # Our own limiter validates rate_limit and burst now, but binds to a loop only later.
         self._limiter: RateLimiter = (
             limiter if limiter is not None else LocalRateLimiter(rate_limit, burst)
         )
-        self._retry = retry
         self._server_timezone = server_timezone
         self._converter = make_converter(server_timezone)
         self._structure_page: Callable[[Any, Any], Page[GroupCallRecord]] = (
@@ -205,18 +148,19 @@ class AsyncVoiceClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         )
+        self._hooks = hooks
+        self._sender = Sender(
+            self._http,
+            self._base_url,
+            self._credentials,
+            self._clock,
+            self._limiter,
+            retry,
+            hooks,
+        )
         self._state = _State.UNOPENED
         # The loop this client first ran on; every later call must come from it.
         self._loop: asyncio.AbstractEventLoop | None = None
-        # One slot per pooled connection, made lazily on that loop.
-        self._slots: asyncio.Semaphore | None = None
-        self._hooks = hooks
-        # Absolute URL of each endpoint path, joined once.
-        self._urls: dict[str, httpx.URL] = {}
-        # Loop times of recent -18 replies, to tell a burst from a blip.
-        self._server_faults: deque[float] = deque()
-        # Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
-        self._retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -243,6 +187,7 @@ class AsyncVoiceClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        self._sender.closed = True
         if self._owns_http:
             await self._http.aclose()
 
@@ -257,7 +202,7 @@ class AsyncVoiceClient:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-            self._slots = asyncio.Semaphore(self._max_connections)
+            self._sender.bind(loop, self._max_connections)
             self._state = _State.OPENED
         elif loop is not self._loop:
             raise ClientStateError(
@@ -265,6 +210,15 @@ class AsyncVoiceClient:
                 "cannot move between loops, so create one client per event loop"
             )
         return loop
+
+    @property
+    def _retry_sleep(self) -> Callable[[float], Awaitable[None]]:
+        # Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
+        return self._sender.retry_sleep
+
+    @_retry_sleep.setter
+    def _retry_sleep(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._sender.retry_sleep = sleep
 
     # -- settings that other layers read ------------------------------------------------
 
@@ -436,13 +390,14 @@ class AsyncVoiceClient:
             server_timezone=self._server_timezone,
         )
 
-    # -- the send path --------------------------------------------------------------------
+    # -- requests ---------------------------------------------------------------------------
 
     async def _fetch_page(
         self, query: GroupCallQuery, page: int, size: int, tally: CallTally | None = None
     ) -> Page[GroupCallRecord]:
-        """One page of a checked query, through every layer."""
-        envelope = await self._call(GROUP_CALL_QUERY_PATH, query.body(page, size), tally)
+        """One page of a checked query, through the send path."""
+        self._bind_loop()
+        envelope = await self._sender.call(GROUP_CALL_QUERY_PATH, query.body(page, size), tally)
         try:
             return self._structure_page(envelope.data, Page[GroupCallRecord])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -451,168 +406,3 @@ class AsyncVoiceClient:
                 status_code=200,
                 body=json.dumps(envelope.data)[:500],
             ) from exc
-
-    async def _call(
-        self, path: str, payload: dict[str, Any], tally: CallTally | None = None
-    ) -> Envelope:
-        """POST ``payload`` to ``path`` with retries; return the successful envelope."""
-        self._bind_loop()
-        content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        url = self._urls.get(path)
-        if url is None:
-            # httpx parses a URL several times over; joining once per path took about a
-            # fifth of a call's own cost.
-            url = self._urls[path] = self._base_url.join(path)
-        attempt_number = 0
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            if self._hooks is not None and exc is not None:
-                reason = outcome_label(exc)
-                event = RetryEvent(path, state.attempt_number, reason, state.upcoming_sleep)
-                call_hook(self._hooks, "on_retry", event)
-            logger.warning(
-                "retrying POST %s in %.2fs (attempt %d failed: %s)",
-                path,
-                state.upcoming_sleep,
-                state.attempt_number,
-                exc,
-            )
-
-        retrying = self._retry.retrying(sleep=self._retry_sleep, before_sleep=before_sleep)
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempt_number = attempt.retry_state.attempt_number
-                    if tally is not None:
-                        tally.attempts += 1
-                        if attempt_number > 1:
-                            tally.retries += 1
-                    return await self._attempt(url, path, content, attempt_number, tally)
-        except ItnioError as exc:
-            exc.attempts = attempt_number
-            raise
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
-
-    async def _attempt(
-        self,
-        url: httpx.URL,
-        path: str,
-        content: bytes,
-        attempt_number: int,
-        tally: CallTally | None,
-    ) -> Envelope:
-        """One request: slot, token, sign, send, and read the reply into a typed result."""
-        assert self._slots is not None  # set by _bind_loop
-        loop_time = asyncio.get_running_loop().time
-        outcome: str | None = None  # stays None if cancelled: no event for those
-        status_code: int | None = None
-        limiter_wait = 0.0
-        started = loop_time()
-        try:
-            async with self._slots:
-                await self._limiter.acquire()
-                limiter_wait = loop_time() - started
-                if tally is not None:
-                    tally.limiter_wait += limiter_wait
-                if self._state is _State.CLOSED:
-                    raise ClientStateError("the client was closed while the request waited")
-                started = loop_time()
-                sent_at = self._clock.wall()
-                response = await self._send(url, path, content, attempt_number)
-                received_at = self._clock.wall()
-            status_code = response.status_code
-            envelope = await self._read(response, path, attempt_number, sent_at, received_at)
-            outcome = "ok"
-            return envelope
-        except ItnioError as exc:
-            outcome = outcome_label(exc)
-            if isinstance(exc, VendorServerError):
-                await self._note_server_fault()
-            raise
-        finally:
-            if outcome is not None and self._hooks is not None:
-                event = AttemptEvent(
-                    path, attempt_number, outcome, status_code, loop_time() - started, limiter_wait
-                )
-                call_hook(self._hooks, "on_attempt", event)
-
-    async def _send(
-        self, url: httpx.URL, path: str, content: bytes, attempt_number: int
-    ) -> httpx.Response:
-        """The transport, its exceptions turned into ours."""
-        try:
-            return await self._http.post(
-                url, content=content, headers={"Content-Type": CONTENT_TYPE}, auth=self._auth
-            )
-        except httpx.TimeoutException as exc:
-            logger.debug("POST %s attempt=%d timeout: %r", path, attempt_number, exc)
-            raise ItnioTimeoutError(f"POST {path} timed out: {type(exc).__name__}") from exc
-        except httpx.RequestError as exc:
-            logger.debug("POST %s attempt=%d transport error: %r", path, attempt_number, exc)
-            raise ItnioTransportError(f"POST {path} failed: {type(exc).__name__}: {exc}") from exc
-
-    async def _note_server_fault(self) -> None:
-        """Count a -18; on a burst, hold off every task sharing the limiter.
-
-        One -18 is retried by its own call. Several within a second mean the vendor is
-        struggling: pausing the shared limiter (for every process, with a shared one)
-        backs everyone off together instead of each task hammering on its own.
-        """
-        now = asyncio.get_running_loop().time()
-        recent = self._server_faults
-        recent.append(now)
-        while now - recent[0] > 1.0:
-            recent.popleft()
-        if len(recent) >= SERVER_FAULT_BURST:
-            extra = len(recent) - SERVER_FAULT_BURST
-            pause = min(
-                self._retry.max_backoff, self._retry.initial_backoff * 2.0 ** min(extra, 16)
-            )
-            logger.warning(
-                "%d '-18' replies within a second: pausing for %.2fs", len(recent), pause
-            )
-            await self._limiter.pause(pause)
-
-    async def _read(
-        self,
-        response: httpx.Response,
-        path: str,
-        attempt_number: int,
-        sent_at: float,
-        received_at: float,
-    ) -> Envelope:
-        status = response.status_code
-        retry_after = _parse_retry_after(response.headers.get("retry-after"))
-        if retry_after is not None:
-            # Pause every task sharing the limiter, not only this one.
-            await self._limiter.pause(min(retry_after, self._retry.max_retry_after))
-        if not 200 <= status < 300:
-            logger.debug("POST %s attempt=%d http=%d", path, attempt_number, status)
-            error_cls = RateLimitedError if status == 429 else ItnioHTTPError
-            raise error_cls(
-                status, response.text, reason=response.reason_phrase, retry_after=retry_after
-            )
-        try:
-            envelope = decode_envelope(response.content, status)
-        except TimestampExpiredError as exc:
-            before = self._clock.offset
-            learned = self._clock.learn(response.headers, sent_at, received_at)
-            # Only a real change of the offset earns an immediate retry; a server that keeps
-            # answering -16 with the same Date gets the usual backoff.
-            exc.clock_corrected = learned and abs(self._clock.offset - before) >= 1.0
-            if learned and self._clock.offset != before:
-                call_hook(self._hooks, "on_clock_offset", self._clock.offset)
-            logger.debug(
-                "POST %s attempt=%d code=-16 clock_offset=%.3fs (corrected=%s)",
-                path,
-                attempt_number,
-                self._clock.offset,
-                exc.clock_corrected,
-            )
-            raise
-        except ItnioError as exc:
-            logger.debug("POST %s attempt=%d http=%d error=%s", path, attempt_number, status, exc)
-            raise
-        logger.debug("POST %s attempt=%d http=%d code=0", path, attempt_number, status)
-        return envelope

@@ -45,6 +45,7 @@ __all__ = [
     "ItnioHTTPError",
     "ItnioTimeoutError",
     "ItnioTransportError",
+    "LimiterUnavailableError",
     "MalformedResponseError",
     "RateLimitedError",
     "ResultUnstableError",
@@ -196,3 +197,11 @@ class ResultUnstableError(ItnioError):
 
 class ClientStateError(ItnioError, RuntimeError):
     """The client cannot serve the call: it is closed, or bound to another event loop."""
+
+
+class LimiterUnavailableError(ItnioError):
+    """The shared limiter's Redis could not be used; the ``redis`` error is ``__cause__``.
+
+    Raised by :class:`RedisRateLimiter` without a ``fallback``, so a worker never goes on
+    without the limit that it shares with the others.
+    """

@@ -1,10 +1,11 @@
-"""Request signing, as an ``httpx.Auth`` flow, and the server clock it signs with.
+"""Request signing, and the server clock it signs with.
 
 The vendor's signature is ``md5(api_key + api_secret + timestamp)`` in lower-case hex,
 where ``timestamp`` is Unix time in seconds. It does not cover the body, so the only way a
 correctly keyed request is refused is a stale timestamp (``-16``): each attempt is signed
-afresh, at the moment it is sent (after any wait in the rate limiter), with our clock
-corrected by the offset learned from the server's ``Date`` header.
+afresh (:func:`signed_headers`), at the moment it is sent (after any wait in the rate
+limiter), with our clock corrected by the offset learned from the server's ``Date``
+header. :class:`SigningAuth` does the same as an ``httpx.Auth`` flow.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from email.utils import parsedate_to_datetime
 import attrs
 import httpx
 
-__all__ = ["Credentials", "ServerClock", "SigningAuth", "compute_sign"]
+__all__ = ["Credentials", "ServerClock", "SigningAuth", "compute_sign", "date_of", "signed_headers"]
 
 #: Header names of the vendor's scheme.
 API_KEY_HEADER = "Api-Key"
@@ -39,6 +40,17 @@ class Credentials:
 
     api_key: str
     api_secret: str = attrs.field(repr=False)
+
+
+def signed_headers(credentials: Credentials, timestamp: int) -> dict[str, str]:
+    """The vendor's four headers for a request stamped ``timestamp`` (Unix seconds)."""
+    stamp = str(timestamp)
+    return {
+        "Content-Type": CONTENT_TYPE,
+        API_KEY_HEADER: credentials.api_key,
+        TIMESTAMP_HEADER: stamp,
+        SIGN_HEADER: compute_sign(credentials.api_key, credentials.api_secret, stamp),
+    }
 
 
 @attrs.define(slots=True)
@@ -67,20 +79,33 @@ class ServerClock:
         A reply without ``Date``, with an unreadable one, or with an ``Age`` header (a
         cache answered, so ``Date`` is not the server's "now") teaches nothing.
         """
-        if not self.enabled or "age" in headers:
+        server_time = date_of(headers)
+        return server_time is not None and self.learn_time(server_time, sent_at, received_at)
+
+    def learn_time(self, server_time: float, sent_at: float, received_at: float) -> bool:
+        """Take ``server_time`` (read from a reply) as the server's clock at the midpoint
+        of sending and receiving; return whether the offset was updated."""
+        if not self.enabled:
             return False
-        raw = headers.get("date")
-        if not raw:
-            return False
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return False
-        if when.tzinfo is None:  # the asctime form and "-0000": HTTP dates are always GMT
-            when = when.replace(tzinfo=UTC)
-        server_time = when.timestamp()
         self.offset = server_time - (sent_at + received_at) / 2.0
         return True
+
+
+def date_of(headers: httpx.Headers) -> float | None:
+    """The server's Unix time by a reply's ``Date`` header: ``None`` without one, with an
+    unreadable one, or with an ``Age`` header (a cache answered: not the server's "now")."""
+    if "age" in headers:
+        return None
+    raw = headers.get("date")
+    if not raw:
+        return None
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # the asctime form and "-0000": HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 class SigningAuth(httpx.Auth):

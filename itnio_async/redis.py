@@ -84,7 +84,7 @@ from typing import Any, Final, Self
 
 import attrs
 
-from ._errors import ClientStateError, ItnioError
+from ._errors import ClientStateError, ItnioError, LimiterUnavailableError
 from ._limiter import LocalRateLimiter
 
 try:
@@ -171,14 +171,6 @@ if wanted > current then
 end
 return current - now
 """
-
-
-class LimiterUnavailableError(ItnioError):
-    """The shared limiter's Redis could not be used; the ``redis`` error is ``__cause__``.
-
-    Raised by :class:`RedisRateLimiter` without a ``fallback``, so a worker never goes on
-    without the limit that it shares with the others.
-    """
 
 
 class LimiterTimeoutError(ItnioError):

@@ -1,0 +1,148 @@
+"""What a reply means, read as data: no waiting, no logging, no state.
+
+:func:`classify` turns a reply's status, headers and (already capped) body into a
+:class:`Reply`: the envelope, or the error to raise, with the ``Retry-After`` to honour
+and the server's clock reading for a ``-16``. The send path (``_send``) acts on it.
+:class:`ServerFaultBurst` tells a burst of ``-18`` replies from a blip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import attrs
+import httpx
+
+from ._converter import Envelope, decode_envelope
+from ._errors import (
+    ItnioAPIError,
+    ItnioError,
+    ItnioHTTPError,
+    ItnioTransportError,
+    MalformedResponseError,
+    RateLimitedError,
+    TimestampExpiredError,
+)
+from ._retry import RetryPolicy
+from ._signing import date_of
+
+__all__ = [
+    "SERVER_FAULT_BURST",
+    "RawReply",
+    "Reply",
+    "ServerFaultBurst",
+    "classify",
+    "outcome_label",
+    "parse_retry_after",
+]
+
+#: This many -18 replies within one second pause the whole (possibly shared) limiter.
+SERVER_FAULT_BURST: Final = 3
+
+
+@attrs.frozen(slots=True)
+class RawReply:
+    """A reply as the transport read it; ``body`` is capped (see ``_send``)."""
+
+    status: int
+    reason: str
+    headers: httpx.Headers
+    body: bytes
+
+
+@attrs.frozen(slots=True)
+class Reply:
+    """What a reply means: exactly one of ``envelope`` and ``error`` is set."""
+
+    envelope: Envelope | None = None
+    error: ItnioError | None = None
+    #: Seconds the server asks every caller to wait.
+    retry_after: float | None = None
+    #: For a ``-16``: the server's Unix time by its ``Date`` header (``None`` without a
+    #: usable one, or when a cache answered).
+    server_time: float | None = None
+
+
+def classify(raw: RawReply) -> Reply:
+    """Read a reply: success envelope, vendor code, HTTP status, retry-after, clock."""
+    status = raw.status
+    retry_after = parse_retry_after(raw.headers.get("retry-after"))
+    if not 200 <= status < 300:
+        error_cls = RateLimitedError if status == 429 else ItnioHTTPError
+        text = raw.body.decode("utf-8", errors="replace")
+        error = error_cls(status, text, reason=raw.reason, retry_after=retry_after)
+        return Reply(error=error, retry_after=retry_after)
+    try:
+        return Reply(envelope=decode_envelope(raw.body, status), retry_after=retry_after)
+    except TimestampExpiredError as exc:
+        return Reply(error=exc, retry_after=retry_after, server_time=date_of(raw.headers))
+    except ItnioError as exc:
+        return Reply(error=exc, retry_after=retry_after)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date measured from now."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def outcome_label(exc: BaseException) -> str:
+    """A short, low-cardinality label for how an attempt failed (for logs and metrics)."""
+    if isinstance(exc, ItnioAPIError):
+        return f"vendor:{exc.code}"
+    if isinstance(exc, ItnioHTTPError):
+        return f"http:{exc.status_code}"
+    if isinstance(exc, ItnioTransportError):
+        return f"transport:{type(exc.__cause__ or exc).__name__}"
+    if isinstance(exc, MalformedResponseError):
+        return "malformed"
+    return type(exc).__name__
+
+
+class ServerFaultBurst:
+    """Counts ``-18`` replies; on a burst, says how long every task should hold off.
+
+    One ``-18`` is retried by its own call. Several within a second mean the vendor is
+    struggling: pausing the shared limiter (for every process, with a shared one) backs
+    everyone off together instead of each task hammering on its own. The pause starts at
+    ``initial_backoff`` and doubles with each further fault, up to ``max_backoff``.
+    """
+
+    __slots__ = ("_policy", "_recent")
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        # Loop times of the -18 replies of the last second.
+        self._recent: deque[float] = deque()
+
+    def note(self, now: float) -> float | None:
+        """Count one ``-18`` seen at loop time ``now``; the pause to impose, if any."""
+        recent = self._recent
+        recent.append(now)
+        while now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) < SERVER_FAULT_BURST:
+            return None
+        extra = len(recent) - SERVER_FAULT_BURST
+        policy = self._policy
+        return min(policy.max_backoff, policy.initial_backoff * 2.0 ** min(extra, 16))
+
+    @property
+    def recent(self) -> int:
+        """``-18`` replies within the last second, as last counted."""
+        return len(self._recent)

@@ -1,0 +1,271 @@
+"""The send path: one call to the vendor, top to bottom.
+
+Each step is one method with one job, in the order a request meets them:
+
+1. ``call``: **retry**, a fresh tenacity loop per call; each pass is one attempt;
+2. ``_attempt``: time the attempt, tally it and tell the hooks how it ended;
+3. ``_in_slot``: a **connection slot**, a semaphore as large as the connection pool, so
+   the client never oversubscribes its pool and no caller sees a pool timeout;
+4. ``_in_turn``: the **limiter**, one token per attempt, taken just before signing;
+5. ``_signed``: **sign**, ``Api-Key``, ``Timestamp`` and ``Sign`` stamped after every
+   wait, on the clock corrected by what ``-16`` taught us;
+6. ``_exchange``: the **transport**, its exceptions turned into ours;
+7. ``_act_on``: do what the reply asks (read by the pure ``_reply.classify``): hold every
+   task for a ``Retry-After``, correct the clock, count ``-18`` bursts; return or raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import httpx
+from tenacity import RetryCallState
+
+from ._converter import Envelope
+from ._errors import (
+    ClientStateError,
+    ItnioError,
+    ItnioTimeoutError,
+    ItnioTransportError,
+    LimiterUnavailableError,
+    TimestampExpiredError,
+    VendorServerError,
+)
+from ._hooks import AttemptEvent, CallTally, ClientHooks, RetryEvent, call_hook
+from ._limiter import RateLimiter
+from ._reply import RawReply, Reply, ServerFaultBurst, classify, outcome_label
+from ._retry import RetryPolicy
+from ._signing import Credentials, ServerClock, signed_headers
+
+__all__ = ["Sender"]
+
+logger = logging.getLogger("itnio_async")
+
+
+@attrs.define(slots=True)
+class _Attempt:
+    """One attempt's request and what it measured on the way."""
+
+    path: str
+    url: httpx.URL
+    content: bytes
+    number: int
+    #: Loop time the attempt started, then the time it was sent.
+    started: float
+    slot_wait: float = 0.0
+    limiter_wait: float = 0.0
+    status_code: int | None = None
+    #: Wall times around the exchange, for the clock correction.
+    sent_at: float = 0.0
+    received_at: float = 0.0
+
+
+class Sender:
+    """Sends one client's requests; the client owns it and sets it up once."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: httpx.URL,
+        credentials: Credentials,
+        clock: ServerClock,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+        hooks: ClientHooks | None,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url
+        self._credentials = credentials
+        self._clock = clock
+        self._limiter = limiter
+        self._retry = retry
+        self._hooks = hooks
+        self._faults = ServerFaultBurst(retry)
+        # Absolute URL of each endpoint path, joined once: httpx parses a URL several
+        # times over, and joining on every call took about a fifth of a call's own cost.
+        self._urls: dict[str, httpx.URL] = {}
+        # One slot per pooled connection, made on the client's loop (see ``bind``).
+        self._slots: asyncio.Semaphore | None = None
+        self._time: Callable[[], float] = lambda: 0.0
+        #: Set by the client's ``aclose()``: no attempt starts after it.
+        self.closed = False
+        #: Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
+        self.retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def bind(self, loop: asyncio.AbstractEventLoop, slots: int) -> None:
+        """Make the loop-bound parts, on the loop the client first runs on."""
+        self._slots = asyncio.Semaphore(slots)
+        self._time = loop.time
+
+    # -- 1. retry -------------------------------------------------------------------------
+
+    async def call(
+        self, path: str, payload: dict[str, Any], tally: CallTally | None = None
+    ) -> Envelope:
+        """POST ``payload`` to ``path`` with retries; return the successful envelope."""
+        content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        url = self._urls.get(path) or self._urls.setdefault(path, self._base_url.join(path))
+        number = 0
+
+        def before_sleep(state: RetryCallState) -> None:
+            self._before_retry(path, state)
+
+        retrying = self._retry.retrying(sleep=self.retry_sleep, before_sleep=before_sleep)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    if tally is not None:
+                        tally.attempts += 1
+                        if number > 1:
+                            tally.retries += 1
+                    job = _Attempt(path, url, content, number, self._time())
+                    return await self._attempt(job, tally)
+        except ItnioError as exc:
+            exc.attempts = number
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _before_retry(self, path: str, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if self._hooks is not None and exc is not None:
+            event = RetryEvent(path, state.attempt_number, outcome_label(exc), state.upcoming_sleep)
+            call_hook(self._hooks, "on_retry", event)
+        logger.warning(
+            "retrying POST %s in %.2fs (attempt %d failed: %s)",
+            path,
+            state.upcoming_sleep,
+            state.attempt_number,
+            exc,
+        )
+
+    # -- 2. one attempt, reported ---------------------------------------------------------
+
+    async def _attempt(self, job: _Attempt, tally: CallTally | None) -> Envelope:
+        outcome: str | None = None  # stays None if cancelled: no event for those
+        try:
+            raw = await self._in_slot(job)
+            envelope = await self._act_on(job, classify(raw))
+            outcome = "ok"
+            return envelope
+        except ItnioError as exc:
+            outcome = outcome_label(exc)
+            raise
+        finally:
+            self._report(job, outcome, tally)
+
+    def _report(self, job: _Attempt, outcome: str | None, tally: CallTally | None) -> None:
+        if tally is not None:
+            tally.limiter_wait += job.slot_wait + job.limiter_wait
+        if outcome is None:
+            return
+        logger.debug(
+            "POST %s attempt=%d http=%s outcome=%s clock_offset=%.3fs",
+            job.path,
+            job.number,
+            job.status_code,
+            outcome,
+            self._clock.offset,
+        )
+        if self._hooks is not None:
+            event = AttemptEvent(
+                job.path,
+                job.number,
+                outcome,
+                job.status_code,
+                self._time() - job.started,
+                job.slot_wait + job.limiter_wait,
+            )
+            call_hook(self._hooks, "on_attempt", event)
+
+    # -- 3. connection slot ---------------------------------------------------------------
+
+    async def _in_slot(self, job: _Attempt) -> RawReply:
+        assert self._slots is not None  # made by bind()
+        async with self._slots:
+            job.slot_wait = self._time() - job.started
+            return await self._in_turn(job)
+
+    # -- 4. limiter -----------------------------------------------------------------------
+
+    async def _in_turn(self, job: _Attempt) -> RawReply:
+        waited_from = self._time()
+        try:
+            await self._limiter.acquire()
+        except ItnioError:
+            raise
+        except Exception as exc:  # a user's limiter failing its own way: typed, not raw
+            raise LimiterUnavailableError(
+                f"the rate limiter failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        job.started = self._time()
+        job.limiter_wait = job.started - waited_from
+        if self.closed:
+            raise ClientStateError("the client was closed while the request waited")
+        return await self._exchange(job, self._signed())
+
+    # -- 5. sign --------------------------------------------------------------------------
+
+    def _signed(self) -> dict[str, str]:
+        return signed_headers(self._credentials, int(self._clock.now()))
+
+    # -- 6. transport ---------------------------------------------------------------------
+
+    async def _exchange(self, job: _Attempt, headers: dict[str, str]) -> RawReply:
+        job.sent_at = self._clock.wall()
+        try:
+            response = await self._http.post(job.url, content=job.content, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise ItnioTimeoutError(f"POST {job.path} timed out: {type(exc).__name__}") from exc
+        except httpx.RequestError as exc:
+            raise ItnioTransportError(
+                f"POST {job.path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        job.received_at = self._clock.wall()
+        job.status_code = response.status_code
+        return RawReply(
+            response.status_code, response.reason_phrase, response.headers, response.content
+        )
+
+    # -- 7. what the reply asks -----------------------------------------------------------
+
+    async def _act_on(self, job: _Attempt, reply: Reply) -> Envelope:
+        if reply.retry_after is not None:
+            await self._pause(min(reply.retry_after, self._retry.max_retry_after))
+        error = reply.error
+        if error is None:
+            assert reply.envelope is not None
+            return reply.envelope
+        if isinstance(error, TimestampExpiredError):
+            error.clock_corrected = self._learn_clock(job, reply.server_time)
+        elif isinstance(error, VendorServerError):
+            pause = self._faults.note(self._time())
+            if pause is not None:
+                logger.warning(
+                    "%d '-18' replies within a second: pausing for %.2fs",
+                    self._faults.recent,
+                    pause,
+                )
+                await self._pause(pause)
+        raise error
+
+    def _learn_clock(self, job: _Attempt, server_time: float | None) -> bool:
+        """Correct the clock from a ``-16``; whether the retry may go at once."""
+        before = self._clock.offset
+        learned = server_time is not None and self._clock.learn_time(
+            server_time, job.sent_at, job.received_at
+        )
+        if learned and self._clock.offset != before:
+            call_hook(self._hooks, "on_clock_offset", self._clock.offset)
+        # Only a real change earns an immediate retry; a server that keeps answering -16
+        # with the same Date gets the usual backoff.
+        return learned and abs(self._clock.offset - before) >= 1.0
+
+    async def _pause(self, seconds: float) -> None:
+        """Hold every task sharing the limiter, not only this one."""
+        await self._limiter.pause(seconds)
