@@ -23,8 +23,9 @@ class RateLimiter(Protocol):
     """What the client needs of a rate limiter.
 
     ``acquire`` waits until one request may be sent and takes one token; if the waiting task
-    is cancelled, it must take nothing. ``pause`` makes every later ``acquire`` (of every
-    task and, for a shared limiter, every process) wait at least ``seconds`` from now.
+    is cancelled, it must take nothing. ``pause`` makes every ``acquire`` that has not
+    returned yet, those already waiting included (of every task and, for a shared limiter,
+    every process), wait at least ``seconds`` from now.
     """
 
     async def acquire(self) -> None: ...
@@ -96,20 +97,26 @@ class LocalRateLimiter:
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
-        # A deadline that a later pause() may push further out, so sleep and look again;
-        # an Event would need a timer of its own for the same thing.
-        while (delay := self._paused_until - loop.time()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
-        if self.rate is None:
-            return
-        bucket = self._bucket
-        if bucket is None:
-            interval = (1.0 + RATE_MARGIN) / self.rate
-            capacity = self.burst + min(MAX_LATENESS, interval / 4) / interval
-            bucket = self._bucket = AsyncLimiter(capacity, capacity * interval)
-        # aiolimiter adds to the bucket only after its wait returns, so a waiter that is
-        # cancelled takes no capacity.
-        await bucket.acquire()
+        while True:
+            # A deadline that a later pause() may push further out, so sleep and look
+            # again; an Event would need a timer of its own for the same thing.
+            while (delay := self._paused_until - loop.time()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(delay)
+            if self.rate is None:
+                return
+            bucket = self._bucket
+            if bucket is None:
+                interval = (1.0 + RATE_MARGIN) / self.rate
+                capacity = self.burst + min(MAX_LATENESS, interval / 4) / interval
+                bucket = self._bucket = AsyncLimiter(capacity, capacity * interval)
+            # aiolimiter adds to the bucket only after its wait returns, so a waiter that
+            # is cancelled takes no capacity.
+            await bucket.acquire()
+            if self._paused_until <= loop.time():
+                return
+            # A pause began while this waiter was queued in the bucket: it must hold too.
+            # The token it took stays spent (aiolimiter cannot give one back), so after
+            # the pause it queues again: that only ever makes the limit stricter.
 
     async def pause(self, seconds: float) -> None:
         if seconds > 0:
