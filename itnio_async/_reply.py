@@ -31,6 +31,7 @@ from ._retry import RetryPolicy
 from ._signing import date_of
 
 __all__ = [
+    "RETRY_AFTER_STATUSES",
     "SERVER_FAULT_BURST",
     "RawReply",
     "Reply",
@@ -40,6 +41,9 @@ __all__ = [
     "parse_retry_after",
 ]
 
+#: Only these statuses ask every caller to wait: a ``Retry-After`` on any other reply
+#: (a 200 included) is not a request to slow down, and is ignored.
+RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 #: This many -18 replies within one second pause the whole (possibly shared) limiter.
 SERVER_FAULT_BURST: Final = 3
 
@@ -60,7 +64,7 @@ class Reply:
 
     envelope: Envelope | None = None
     error: ItnioError | None = None
-    #: Seconds the server asks every caller to wait.
+    #: Seconds the server asks every caller to wait (429 and 503 only).
     retry_after: float | None = None
     #: For a ``-16``: the server's Unix time by its ``Date`` header (``None`` without a
     #: usable one, or when a cache answered).
@@ -70,18 +74,22 @@ class Reply:
 def classify(raw: RawReply) -> Reply:
     """Read a reply: success envelope, vendor code, HTTP status, retry-after, clock."""
     status = raw.status
-    retry_after = parse_retry_after(raw.headers.get("retry-after"))
     if not 200 <= status < 300:
+        retry_after = (
+            parse_retry_after(raw.headers.get("retry-after"))
+            if status in RETRY_AFTER_STATUSES
+            else None
+        )
         error_cls = RateLimitedError if status == 429 else ItnioHTTPError
         text = raw.body.decode("utf-8", errors="replace")
         error = error_cls(status, text, reason=raw.reason, retry_after=retry_after)
         return Reply(error=error, retry_after=retry_after)
     try:
-        return Reply(envelope=decode_envelope(raw.body, status), retry_after=retry_after)
+        return Reply(envelope=decode_envelope(raw.body, status))
     except TimestampExpiredError as exc:
-        return Reply(error=exc, retry_after=retry_after, server_time=date_of(raw.headers))
+        return Reply(error=exc, server_time=date_of(raw.headers))
     except ItnioError as exc:
-        return Reply(error=exc, retry_after=retry_after)
+        return Reply(error=exc)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -267,5 +267,9 @@ class Sender:
         return learned and abs(self._clock.offset - before) >= 1.0
 
     async def _pause(self, seconds: float) -> None:
-        """Hold every task sharing the limiter, not only this one."""
-        await self._limiter.pause(seconds)
+        """Hold every task sharing the limiter, not only this one. A limiter that fails
+        to pause is logged: the reply's own error is the one the caller must see."""
+        try:
+            await self._limiter.pause(seconds)
+        except Exception:
+            logger.warning("the rate limiter failed to pause for %.2fs", seconds, exc_info=True)

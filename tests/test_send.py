@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from itnio_async import (
+    ItnioError,
     ItnioHTTPError,
     RateLimitedError,
     RetryPolicy,
@@ -20,7 +21,7 @@ from itnio_async import (
 from itnio_async._errors import LimiterUnavailableError
 from itnio_async._reply import RawReply, ServerFaultBurst, classify
 
-from .conftest import ScriptedVendor, vendor_page
+from .conftest import PassThroughLimiter, ScriptedVendor, vendor_error, vendor_page
 
 START = datetime(2024, 6, 3, 0, 0, 0)
 END = datetime(2024, 6, 3, 23, 59, 59)
@@ -108,3 +109,66 @@ async def test_a_limiter_that_raises_our_own_error_passes_it_through(make_client
 def test_http_errors_and_vendor_faults_stay_typed() -> None:
     assert isinstance(classify(raw(502, b"bad gateway")).error, ItnioHTTPError)
     assert isinstance(classify(raw(body=b'{"code": -18, "msg": "x"}')).error, VendorServerError)
+
+
+# -- Retry-After: only where it means "slow down" ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        vendor_page(headers={"Retry-After": "30"}),
+        vendor_error(-22, "bad param", **{"Retry-After": "30"}),
+        httpx.Response(500, text="oops", headers={"Retry-After": "30"}),
+        httpx.Response(404, text="no", headers={"Retry-After": "30"}),
+    ],
+    ids=["200 page", "200 vendor error", "500", "404"],
+)
+async def test_a_retry_after_on_other_replies_pauses_nobody(
+    make_client: Any, sleeps: Any, reply: httpx.Response
+) -> None:
+    limiter = PassThroughLimiter()
+    client = make_client(ScriptedVendor(reply, vendor_page()), limiter=limiter)
+    error: ItnioError | None = None
+    try:
+        await client.query_group_calls(START, END)
+    except ItnioError as exc:
+        error = exc
+    assert getattr(error, "retry_after", None) is None
+    assert limiter.pauses == []
+    assert all(wait < 30 for wait in sleeps.waits)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_retry_after_on_429_and_503_pauses_every_task(
+    make_client: Any, sleeps: Any, status: int
+) -> None:
+    limiter = PassThroughLimiter()
+    reply = httpx.Response(status, text="busy", headers={"Retry-After": "7"})
+    client = make_client(ScriptedVendor(reply, vendor_page()), limiter=limiter)
+    await client.query_group_calls(START, END)
+    assert limiter.pauses == [7.0]
+    assert sleeps.waits == [7.0]
+
+
+async def test_a_limiter_failing_to_pause_does_not_hide_the_vendors_error(
+    make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reply = httpx.Response(429, text="slow down", headers={"Retry-After": "2"})
+    limiter = BrokenLimiter()
+    client = make_client(ScriptedVendor(reply), limiter=limiter, retry=RetryPolicy(max_retries=0))
+    with pytest.raises(RateLimitedError) as caught:
+        await client.query_group_calls(START, END)
+    assert caught.value.retry_after == 2.0
+    assert limiter.pauses == [2.0]
+    assert any("pause" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+async def test_a_limiter_failing_to_pause_on_a_fault_burst_keeps_the_fault(
+    make_client: Any,
+) -> None:
+    limiter = BrokenLimiter()
+    client = make_client(ScriptedVendor(vendor_error(-18)), limiter=limiter)
+    with pytest.raises(VendorServerError):
+        await client.query_group_calls(START, END)
+    assert limiter.pauses  # the burst was noticed; the limiter's failure was not raised
