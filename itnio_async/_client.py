@@ -68,14 +68,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_base_url(base_url: str) -> httpx.URL:
-    url = httpx.URL(base_url)
+def _check_base_url(base_url: object) -> httpx.URL:
+    """A base URL that is safe to sign requests to: https (http only to loopback), no
+    credentials, no query. A path prefix is kept (``https://gw/v3`` sends to
+    ``https://gw/v3/voice/...``), as ``httpx`` does with its own ``base_url``."""
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        raise ValueError("base_url is not a valid URL") from None
+    # Never echo a password: show the URL with its userinfo masked.
+    shown = f"{url.scheme}://***@{url.netloc.decode()}{url.path}" if url.userinfo else base_url
+    if url.userinfo:
+        raise ValueError(
+            f"base_url must not hold a user name or password, got {shown!r}: the vendor "
+            "authenticates by Api-Key and Sign, and a password would show in repr and logs"
+        )
+    if url.query or url.fragment:
+        raise ValueError(f"base_url must not have a query or a fragment, got {shown!r}")
     if url.scheme == "https" and url.host:
         return url
     if url.scheme == "http" and url.host and _is_loopback(url.host):
         return url
     raise ValueError(
-        f"base_url must be https:// (plain http:// only to a loopback host), got {base_url!r}"
+        f"base_url must be https:// (plain http:// only to a loopback host), got {shown!r}"
     )
 
 

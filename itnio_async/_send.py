@@ -109,7 +109,7 @@ class Sender:
     ) -> Envelope:
         """POST ``payload`` to ``path`` with retries; return the successful envelope."""
         content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        url = self._urls.get(path) or self._urls.setdefault(path, self._base_url.join(path))
+        url = self._urls.get(path) or self._urls.setdefault(path, self._endpoint(path))
         number = 0
 
         def before_sleep(state: RetryCallState) -> None:
@@ -130,6 +130,12 @@ class Sender:
             exc.attempts = number
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _endpoint(self, path: str) -> httpx.URL:
+        # Appended to the base URL's path, as httpx does with its base_url, so a prefix
+        # (a white-label deployment's "/v3") is kept; URL.join would replace it.
+        base = self._base_url
+        return base.copy_with(raw_path=base.raw_path.rstrip(b"/") + path.encode("ascii"))
 
     def _before_retry(self, path: str, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None

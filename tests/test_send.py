@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from itnio_async import (
+    AsyncVoiceClient,
     ItnioError,
     ItnioHTTPError,
     RateLimitedError,
@@ -21,7 +22,7 @@ from itnio_async import (
 from itnio_async._errors import LimiterUnavailableError
 from itnio_async._reply import RawReply, ServerFaultBurst, classify
 
-from .conftest import PassThroughLimiter, ScriptedVendor, vendor_error, vendor_page
+from .conftest import KEY, SECRET, PassThroughLimiter, ScriptedVendor, vendor_error, vendor_page
 
 START = datetime(2024, 6, 3, 0, 0, 0)
 END = datetime(2024, 6, 3, 23, 59, 59)
@@ -172,3 +173,46 @@ async def test_a_limiter_failing_to_pause_on_a_fault_burst_keeps_the_fault(
     with pytest.raises(VendorServerError):
         await client.query_group_calls(START, END)
     assert limiter.pauses  # the burst was noticed; the limiter's failure was not raised
+
+
+# -- base_url --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "sent_to"),
+    [
+        ("https://gw.example.test/itnio", "https://gw.example.test/itnio/voice/group/call/query"),
+        ("https://gw.example.test/v3/", "https://gw.example.test/v3/voice/group/call/query"),
+        ("https://gw.example.test", "https://gw.example.test/voice/group/call/query"),
+        ("https://gw.example.test:8443/", "https://gw.example.test:8443/voice/group/call/query"),
+    ],
+)
+async def test_a_path_prefix_of_base_url_is_kept(
+    make_client: Any, base_url: str, sent_to: str
+) -> None:
+    vendor = ScriptedVendor(vendor_page())
+    await make_client(vendor, base_url=base_url).query_group_calls(START, END)
+    assert [str(request.url) for request in vendor.requests] == [sent_to]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://user:hunter2@gw.example.test",
+        "https://:hunter2@gw.example.test/v3",
+        "http://user:hunter2@10.0.0.5",
+        "http://user:hunter2@127.0.0.1:8000",
+    ],
+)
+def test_a_password_in_base_url_is_refused_without_showing_it(base_url: str) -> None:
+    with pytest.raises(ValueError, match="base_url") as caught:
+        AsyncVoiceClient(KEY, SECRET, base_url=base_url)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://gw.example.test/v3?x=1", "https://gw.example.test#a"]
+)
+def test_a_query_or_fragment_in_base_url_is_refused(base_url: str) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        AsyncVoiceClient(KEY, SECRET, base_url=base_url)
