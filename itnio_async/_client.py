@@ -11,6 +11,7 @@ import asyncio
 import enum
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
@@ -29,7 +30,7 @@ from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
 from ._send import Sender
-from ._signing import Credentials, ServerClock
+from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncVoiceClient"]
@@ -57,6 +58,49 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
+
+
+def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exception:
+    """The credentials, from the arguments or the environment, checked; or the error to
+    raise. Returned rather than raised, with no traceback: the caller drops the raw values
+    from its frame first, so that no frame of a traceback holds the secret."""
+    try:
+        key = _credential("api_key", api_key, _ENV_KEY)
+        secret = _credential("api_secret", api_secret, _ENV_SECRET)
+    except (TypeError, ValueError) as exc:
+        return exc.with_traceback(None)
+    return Credentials(key, secret)
+
+
+def _credential(name: str, value: object, variable: str) -> str:
+    if value is None:
+        value = os.environ.get(variable)
+        if value:
+            return check_credential(variable, value)
+    if isinstance(value, str) and not value:
+        value = None
+    if value is None:
+        raise ValueError(f"{name} is required: pass {name}= or set {variable}")
+    return check_credential(name, value)
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if value is None:
+        raise ValueError(f"{name} must be finite: None would let a request wait forever")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be seconds or an httpx.Timeout, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _check_timeout(timeout: object) -> httpx.Timeout:
+    """The timeout as httpx takes it; every phase finite and positive (the README's promise)."""
+    if isinstance(timeout, httpx.Timeout):
+        for phase in ("connect", "read", "write", "pool"):
+            _check_seconds(f"timeout.{phase}", getattr(timeout, phase))
+        return timeout
+    return httpx.Timeout(_check_seconds("timeout", timeout))
 
 
 def _is_loopback(host: str) -> bool:
@@ -122,12 +166,13 @@ class AsyncVoiceClient:
         transport: httpx.AsyncBaseTransport | None = None,
         hooks: ClientHooks | None = None,
     ) -> None:
-        api_key = api_key if api_key is not None else os.environ.get(_ENV_KEY)
-        api_secret = api_secret if api_secret is not None else os.environ.get(_ENV_SECRET)
-        if not api_key:
-            raise ValueError(f"api_key is required: pass api_key= or set {_ENV_KEY}")
-        if not api_secret:
-            raise ValueError(f"api_secret is required: pass api_secret= or set {_ENV_SECRET}")
+        self._state = _State.UNOPENED
+        credentials = _take_credentials(api_key, api_secret)
+        # From here on no frame of ours holds the raw secret: a traceback's locals (as an
+        # error tracker records them) show only the Credentials, whose repr hides it.
+        del api_key, api_secret
+        if not isinstance(credentials, Credentials):
+            raise credentials
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         if limiter is not None and not isinstance(limiter, RateLimiter):
@@ -141,11 +186,12 @@ class AsyncVoiceClient:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         max_connections = check_positive_int("max_connections", max_connections)
+        timeout = _check_timeout(timeout)
 
         self._base_url = _check_base_url(
             base_url or os.environ.get(_ENV_BASE_URL) or DEFAULT_BASE_URL
         )
-        self._credentials = Credentials(api_key, api_secret)
+        self._credentials = credentials
         self._clock = ServerClock(enabled=clock_correction)
         # Our own limiter validates rate_limit and burst now, but binds to a loop only later.
         self._limiter: RateLimiter = (
@@ -175,16 +221,18 @@ class AsyncVoiceClient:
             retry,
             hooks,
         )
-        self._state = _State.UNOPENED
         # The loop this client first ran on; every later call must come from it.
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
+        # Also shown for a client whose construction failed (in a traceback's locals).
+        credentials = getattr(self, "_credentials", None)
+        key = credentials.api_key if credentials is not None else None
+        base_url = str(getattr(self, "_base_url", ""))
         return (
-            f"AsyncVoiceClient(api_key={self._credentials.api_key!r}, "
-            f"base_url={str(self._base_url)!r}, state={self._state.value!r})"
+            f"AsyncVoiceClient(api_key={key!r}, base_url={base_url!r}, state={self._state.value!r})"
         )
 
     async def __aenter__(self) -> Self:

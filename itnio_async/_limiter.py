@@ -33,13 +33,21 @@ class RateLimiter(Protocol):
     async def pause(self, seconds: float) -> None: ...
 
 
+#: The slowest rate accepted, in requests per second: one an hour. A slower one (1e-300,
+#: say) would block every request for good.
+MIN_RATE = 1 / 3600
+
+
 def _check_rate(rate: object) -> None:
     if rate is None:
         return
     if isinstance(rate, bool) or not isinstance(rate, int | float):
         raise TypeError(f"rate_limit must be a number or None, got {type(rate).__name__}")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise ValueError(f"rate_limit must be a positive, finite number or None, got {rate!r}")
+    if not (rate >= MIN_RATE and math.isfinite(rate)):
+        raise ValueError(
+            f"rate_limit must be a finite number >= {MIN_RATE:.6g} (one request an hour) "
+            f"or None, got {rate!r}"
+        )
 
 
 def _check_burst(burst: object) -> None:

@@ -119,6 +119,13 @@ class GroupCallQuery:
             app_id = check_positive_int("app_id", app_id, minimum=0)
         if search is not None and not isinstance(search, str):
             raise TypeError(f"search must be a str, got {type(search).__name__}")
+        if search is not None and not search.isascii():
+            try:
+                search.encode()
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"search holds a lone surrogate at position {exc.start}: not text"
+                ) from None
         return cls(
             wire_start,
             wire_end,

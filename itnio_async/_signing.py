@@ -19,7 +19,15 @@ from email.utils import parsedate_to_datetime
 import attrs
 import httpx
 
-__all__ = ["Credentials", "ServerClock", "SigningAuth", "compute_sign", "date_of", "signed_headers"]
+__all__ = [
+    "Credentials",
+    "ServerClock",
+    "SigningAuth",
+    "check_credential",
+    "compute_sign",
+    "date_of",
+    "signed_headers",
+]
 
 #: Header names of the vendor's scheme.
 API_KEY_HEADER = "Api-Key"
@@ -40,6 +48,24 @@ class Credentials:
 
     api_key: str
     api_secret: str = attrs.field(repr=False)
+
+
+def check_credential(name: str, value: object) -> str:
+    """``value`` if it is a non-empty ``str`` of visible ASCII, else raise naming ``name``.
+
+    The key travels in a header, where a CR or LF would be a protocol error (and used to
+    be retried as a transport fault); a secret with one (a file's trailing newline) signs
+    wrongly. The message never shows the value.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    for position, char in enumerate(value):
+        if not "!" <= char <= "~":
+            raise ValueError(
+                f"{name} holds a space, control or non-ASCII character at position "
+                f"{position}: only visible ASCII (! to ~) is allowed"
+            )
+    return value
 
 
 def signed_headers(credentials: Credentials, timestamp: int) -> dict[str, str]:

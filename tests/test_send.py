@@ -216,3 +216,99 @@ def test_a_password_in_base_url_is_refused_without_showing_it(base_url: str) -> 
 def test_a_query_or_fragment_in_base_url_is_refused(base_url: str) -> None:
     with pytest.raises(ValueError, match="base_url"):
         AsyncVoiceClient(KEY, SECRET, base_url=base_url)
+
+
+# -- arguments checked before any request ------------------------------------------------------
+
+
+def _library_locals(exc: BaseException) -> list[tuple[object, str]]:
+    """Each local of the library's frames in ``exc``'s traceback, with its repr."""
+    found = []
+    tb = exc.__traceback__
+    while tb is not None:
+        if "itnio_async" in tb.tb_frame.f_code.co_filename:
+            for value in tb.tb_frame.f_locals.values():
+                try:
+                    text = repr(value)
+                except Exception:  # a half-built object; it shows nothing either
+                    text = ""
+                found.append((value, text))
+        tb = tb.tb_next
+    return found
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "named"),
+    [
+        ({"timeout": None}, ValueError, "timeout"),
+        ({"timeout": 0}, ValueError, "timeout"),
+        ({"timeout": -1.0}, ValueError, "timeout"),
+        ({"timeout": float("nan")}, ValueError, "timeout"),
+        ({"timeout": float("inf")}, ValueError, "timeout"),
+        ({"timeout": True}, TypeError, "timeout"),
+        ({"timeout": "30"}, TypeError, "timeout"),
+        ({"timeout": httpx.Timeout(None)}, ValueError, "timeout"),
+        ({"timeout": httpx.Timeout(5.0, read=None)}, ValueError, "read"),
+        ({"timeout": httpx.Timeout(5.0, connect=0)}, ValueError, "connect"),
+        ({"rate_limit": 1e-300}, ValueError, "rate_limit"),
+        ({"rate_limit": 1e-5}, ValueError, "rate_limit"),
+        ({"base_url": 443}, TypeError, "base_url"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], named: str
+) -> None:
+    with pytest.raises(error, match=named) as caught:
+        AsyncVoiceClient(KEY, SECRET, **kwargs)
+    assert all(SECRET not in text for _, text in _library_locals(caught.value))
+
+
+def test_a_slow_but_sane_rate_is_accepted() -> None:
+    AsyncVoiceClient(KEY, SECRET, rate_limit=1 / 3600)
+
+
+SECRET_VALUE = "s3cr3t-never-shown"
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "error", "named", "hidden"),
+    [
+        (12345678, SECRET_VALUE, TypeError, "api_key", SECRET_VALUE),
+        ("key", 987654321, TypeError, "api_secret", "987654321"),
+        ("key", b"bytes-secret", TypeError, "api_secret", "bytes-secret"),
+        ("key\r\nX-Injected: 1", SECRET_VALUE, ValueError, "api_key", SECRET_VALUE),
+        ("key", SECRET_VALUE + "\n", ValueError, "api_secret", SECRET_VALUE),
+        ("kéy", SECRET_VALUE, ValueError, "api_key", SECRET_VALUE),
+        ("key", "s3cr3t never", ValueError, "api_secret", "s3cr3t never"),
+        ("key", "s3cr3t\x00", ValueError, "api_secret", "s3cr3t"),
+    ],
+)
+def test_bad_credentials_are_refused_at_construction_without_showing_the_secret(
+    key: Any, secret: Any, error: type[Exception], named: str, hidden: str
+) -> None:
+    with pytest.raises(error, match=named) as caught:
+        AsyncVoiceClient(key, secret)
+    assert hidden not in str(caught.value)
+    for value, text in _library_locals(caught.value):
+        assert hidden not in text
+        assert value is not secret
+
+
+def test_bad_credentials_from_the_environment_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ITNIO_API_KEY", "key")
+    monkeypatch.setenv("ITNIO_API_SECRET", SECRET_VALUE + "\r\n")
+    with pytest.raises(ValueError, match="ITNIO_API_SECRET") as caught:
+        AsyncVoiceClient()
+    assert SECRET_VALUE not in str(caught.value)
+
+
+async def test_a_lone_surrogate_in_search_is_refused_at_the_call(make_client: Any) -> None:
+    vendor = ScriptedVendor(vendor_page())
+    client = make_client(vendor)
+    with pytest.raises(ValueError, match="search"):
+        await client.query_group_calls(START, END, search="promo \ud800")
+    with pytest.raises(ValueError, match="search"):
+        client.iter_group_calls(START, END, search="\udfff")
+    assert vendor.requests == []
