@@ -33,7 +33,12 @@ from ._send import Sender
 from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncVoiceClient"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "AsyncVoiceClient",
+]
 
 #: The vendor's production endpoint.
 DEFAULT_BASE_URL: Final = "https://api.itniotech.com"
@@ -44,6 +49,9 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_RATE_LIMIT: Final = 10.0
 #: Connections (and so requests in flight) per client.
 DEFAULT_MAX_CONNECTIONS: Final = 32
+#: The largest reply body read: a page of 100 tasks is some 30 kB, so this leaves room
+#: for any real reply and keeps a hostile or broken server from growing memory.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
 
@@ -103,6 +111,13 @@ def _check_timeout(timeout: object) -> httpx.Timeout:
     return httpx.Timeout(_check_seconds("timeout", timeout))
 
 
+def _attempt_deadline(timeout: httpx.Timeout) -> float:
+    """Seconds one attempt may take in all: the longest of the timeout's phases (so a
+    plain ``timeout=2`` bounds the whole attempt to 2 s)."""
+    phases = (timeout.connect, timeout.read, timeout.write)
+    return max(phase for phase in phases if phase is not None)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -160,6 +175,7 @@ class AsyncVoiceClient:
         retry: RetryPolicy = _DEFAULT_RETRY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         server_timezone: tzinfo | None = None,
         clock_correction: bool = True,
         http_client: httpx.AsyncClient | None = None,
@@ -187,6 +203,7 @@ class AsyncVoiceClient:
             raise ValueError("pass http_client or transport, not both")
         max_connections = check_positive_int("max_connections", max_connections)
         timeout = _check_timeout(timeout)
+        max_response_bytes = check_positive_int("max_response_bytes", max_response_bytes)
 
         self._base_url = _check_base_url(
             base_url or os.environ.get(_ENV_BASE_URL) or DEFAULT_BASE_URL
@@ -220,6 +237,8 @@ class AsyncVoiceClient:
             self._limiter,
             retry,
             hooks,
+            deadline=_attempt_deadline(timeout),
+            max_response_bytes=max_response_bytes,
         )
         # The loop this client first ran on; every later call must come from it.
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -31,6 +31,7 @@ from ._retry import RetryPolicy
 from ._signing import date_of
 
 __all__ = [
+    "ERROR_BODY_BYTES",
     "RETRY_AFTER_STATUSES",
     "SERVER_FAULT_BURST",
     "RawReply",
@@ -44,6 +45,9 @@ __all__ = [
 #: Only these statuses ask every caller to wait: a ``Retry-After`` on any other reply
 #: (a 200 included) is not a request to slow down, and is ignored.
 RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+#: How much of an error reply's body is read: an error keeps a short excerpt, so a huge
+#: error page is neither read whole nor processed whole.
+ERROR_BODY_BYTES: Final = 4096
 #: This many -18 replies within one second pause the whole (possibly shared) limiter.
 SERVER_FAULT_BURST: Final = 3
 
@@ -81,7 +85,7 @@ def classify(raw: RawReply) -> Reply:
             else None
         )
         error_cls = RateLimitedError if status == 429 else ItnioHTTPError
-        text = raw.body.decode("utf-8", errors="replace")
+        text = raw.body[:ERROR_BODY_BYTES].decode("utf-8", errors="replace")
         error = error_cls(status, text, reason=raw.reason, retry_after=retry_after)
         return Reply(error=error, retry_after=retry_after)
     try:

@@ -9,7 +9,8 @@ Each step is one method with one job, in the order a request meets them:
 4. ``_in_turn``: the **limiter**, one token per attempt, taken just before signing;
 5. ``_signed``: **sign**, ``Api-Key``, ``Timestamp`` and ``Sign`` stamped after every
    wait, on the clock corrected by what ``-16`` taught us;
-6. ``_exchange``: the **transport**, its exceptions turned into ours;
+6. ``_exchange``: the **transport**, under one deadline for the whole attempt, the body
+   read as a stream and capped; its exceptions turned into ours;
 7. ``_act_on``: do what the reply asks (read by the pure ``_reply.classify``): hold every
    task for a ``Retry-After``, correct the clock, count ``-18`` bursts; return or raise.
 """
@@ -33,12 +34,20 @@ from ._errors import (
     ItnioTimeoutError,
     ItnioTransportError,
     LimiterUnavailableError,
+    MalformedResponseError,
     TimestampExpiredError,
     VendorServerError,
 )
 from ._hooks import AttemptEvent, CallTally, ClientHooks, RetryEvent, call_hook
 from ._limiter import RateLimiter
-from ._reply import RawReply, Reply, ServerFaultBurst, classify, outcome_label
+from ._reply import (
+    ERROR_BODY_BYTES,
+    RawReply,
+    Reply,
+    ServerFaultBurst,
+    classify,
+    outcome_label,
+)
 from ._retry import RetryPolicy
 from ._signing import Credentials, ServerClock, signed_headers
 
@@ -77,8 +86,14 @@ class Sender:
         limiter: RateLimiter,
         retry: RetryPolicy,
         hooks: ClientHooks | None,
+        *,
+        deadline: float,
+        max_response_bytes: int,
     ) -> None:
         self._http = http
+        #: Seconds one attempt may take in all, connecting to the last byte of the reply.
+        self._deadline = deadline
+        self._max_response_bytes = max_response_bytes
         self._base_url = base_url
         self._credentials = credentials
         self._clock = clock
@@ -223,9 +238,23 @@ class Sender:
     # -- 6. transport ---------------------------------------------------------------------
 
     async def _exchange(self, job: _Attempt, headers: dict[str, str]) -> RawReply:
+        http = self._http
+        request = http.build_request("POST", job.url, content=job.content, headers=headers)
         job.sent_at = self._clock.wall()
         try:
-            response = await self._http.post(job.url, content=job.content, headers=headers)
+            # One deadline for the whole attempt: httpx's timeouts bound each read, so a
+            # body trickling in a byte at a time would otherwise hold it open for good.
+            async with asyncio.timeout(self._deadline):
+                response = await http.send(request, stream=True)
+                try:
+                    job.status_code = response.status_code
+                    body = await read_body(response, self._max_response_bytes)
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise ItnioTimeoutError(
+                f"POST {job.path} took longer than its {self._deadline:g}s deadline"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise ItnioTimeoutError(f"POST {job.path} timed out: {type(exc).__name__}") from exc
         except httpx.RequestError as exc:
@@ -233,10 +262,7 @@ class Sender:
                 f"POST {job.path} failed: {type(exc).__name__}: {exc}"
             ) from exc
         job.received_at = self._clock.wall()
-        job.status_code = response.status_code
-        return RawReply(
-            response.status_code, response.reason_phrase, response.headers, response.content
-        )
+        return RawReply(response.status_code, response.reason_phrase, response.headers, body)
 
     # -- 7. what the reply asks -----------------------------------------------------------
 
@@ -279,3 +305,39 @@ class Sender:
             await self._limiter.pause(seconds)
         except Exception:
             logger.warning("the rate limiter failed to pause for %.2fs", seconds, exc_info=True)
+
+
+async def read_body(response: httpx.Response, limit: int) -> bytes:
+    """A reply's body, read as a stream and capped so that memory stays bounded.
+
+    A success body larger than ``limit`` is a ``MalformedResponseError`` (refused at once
+    when ``Content-Length`` says so); of an error reply only the first
+    ``ERROR_BODY_BYTES`` are read, all an error keeps of it.
+    """
+    status = response.status_code
+    ok = 200 <= status < 300
+    if not ok:
+        limit = ERROR_BODY_BYTES
+    else:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(status, limit, b"")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if ok:
+                raise _too_large(status, limit, chunks[0] if chunks else chunk)
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(status: int, limit: int, start: bytes) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"the reply is larger than max_response_bytes ({limit} bytes)",
+        status_code=status,
+        body=start[:ERROR_BODY_BYTES].decode("utf-8", errors="replace"),
+    )

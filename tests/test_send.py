@@ -3,6 +3,8 @@ does when something around it misbehaves (a limiter, the server, the caller)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import formatdate
 from typing import Any
@@ -14,15 +16,26 @@ from itnio_async import (
     AsyncVoiceClient,
     ItnioError,
     ItnioHTTPError,
+    ItnioTimeoutError,
+    MalformedResponseError,
     RateLimitedError,
     RetryPolicy,
     TimestampExpiredError,
     VendorServerError,
 )
+from itnio_async._client import DEFAULT_MAX_RESPONSE_BYTES
 from itnio_async._errors import LimiterUnavailableError
 from itnio_async._reply import RawReply, ServerFaultBurst, classify
 
-from .conftest import KEY, SECRET, PassThroughLimiter, ScriptedVendor, vendor_error, vendor_page
+from .conftest import (
+    KEY,
+    SECRET,
+    PassThroughLimiter,
+    ScriptedVendor,
+    run_virtual,
+    vendor_error,
+    vendor_page,
+)
 
 START = datetime(2024, 6, 3, 0, 0, 0)
 END = datetime(2024, 6, 3, 23, 59, 59)
@@ -312,3 +325,100 @@ async def test_a_lone_surrogate_in_search_is_refused_at_the_call(make_client: An
     with pytest.raises(ValueError, match="search"):
         client.iter_group_calls(START, END, search="\udfff")
     assert vendor.requests == []
+
+
+# -- one attempt is bounded: in time and in size ------------------------------------------------
+
+
+class Body:
+    """A reply body served chunk by chunk, counting what the client read of it."""
+
+    def __init__(self, chunk: bytes, *, chunks: int | None = None, every: float = 0.0) -> None:
+        self.chunk = chunk
+        self.chunks = chunks
+        self.every = every
+        self.served = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        count = 0
+        while self.chunks is None or count < self.chunks:
+            if self.every:
+                await asyncio.sleep(self.every)
+            self.served += len(self.chunk)
+            count += 1
+            yield self.chunk
+
+
+def test_a_body_dripping_byte_by_byte_cannot_outlive_the_timeout() -> None:
+    body = Body(b" ", every=0.25)
+
+    async def main() -> tuple[BaseException, float]:
+        loop = asyncio.get_running_loop()
+        handler = lambda request: httpx.Response(200, content=body)  # noqa: E731
+        async with AsyncVoiceClient(
+            KEY,
+            SECRET,
+            transport=httpx.MockTransport(handler),
+            rate_limit=None,
+            timeout=2,
+            retry=RetryPolicy(max_retries=0),
+        ) as client:
+            started = loop.time()
+            with pytest.raises(ItnioTimeoutError) as caught:
+                # A guard, so that the test itself ends if the client never does.
+                await asyncio.wait_for(client.query_group_calls(START, END), 60)
+            return caught.value, loop.time() - started
+
+    error, took = run_virtual(main)
+    assert took == pytest.approx(2.0, abs=0.3)
+    assert "deadline" in str(error)
+    assert body.served <= 9
+
+
+async def test_an_endless_body_fails_at_the_size_cap(make_client: Any) -> None:
+    body = Body(b"x" * 65536, chunks=64)  # endless as far as a 1 MB cap can tell
+    vendor = ScriptedVendor(lambda request: httpx.Response(200, content=body))
+    client = make_client(vendor, max_response_bytes=1_000_000)
+    with pytest.raises(MalformedResponseError, match="max_response_bytes") as caught:
+        await client.query_group_calls(START, END)
+    assert body.served <= 1_000_000 + 65536
+    assert len(vendor.requests) == 1  # not retried: the next one would be as big
+    assert len(caught.value.body) <= 200
+
+
+async def test_a_declared_huge_body_fails_before_it_is_read(make_client: Any) -> None:
+    body = Body(b"x" * 65536, chunks=3200)  # 200 MB
+    reply = lambda request: httpx.Response(  # noqa: E731
+        200, headers={"Content-Length": str(65536 * 3200)}, content=body
+    )
+    with pytest.raises(MalformedResponseError, match="max_response_bytes"):
+        await make_client(ScriptedVendor(reply)).query_group_calls(START, END)
+    assert body.served <= 65536
+
+
+async def test_the_default_cap_is_a_few_megabytes(make_client: Any) -> None:
+    assert 1 << 20 <= DEFAULT_MAX_RESPONSE_BYTES <= 16 << 20
+    body = Body(b"x" * (1 << 20), chunks=20)
+    client = make_client(ScriptedVendor(lambda request: httpx.Response(200, content=body)))
+    with pytest.raises(MalformedResponseError, match="max_response_bytes"):
+        await client.query_group_calls(START, END)
+    assert body.served <= DEFAULT_MAX_RESPONSE_BYTES + (1 << 20)
+
+
+async def test_a_huge_error_page_is_cut_before_it_is_read_whole(make_client: Any) -> None:
+    body = Body(b"<p>maintenance</p>" + b" " * (1 << 20) + b"x" * 100, chunks=20)  # ~20 MB
+    vendor = ScriptedVendor(lambda request: httpx.Response(500, content=body))
+    client = make_client(vendor, retry=RetryPolicy(max_retries=0))
+    with pytest.raises(ItnioHTTPError) as caught:
+        await client.query_group_calls(START, END)
+    assert body.served <= len(body.chunk)  # one chunk read, not twenty
+    assert caught.value.body.startswith("<p>maintenance</p>")
+    assert len(caught.value.body) <= 200
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError), (1.5, TypeError)]
+)
+def test_max_response_bytes_is_checked(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_response_bytes"):
+        AsyncVoiceClient(KEY, SECRET, max_response_bytes=value)
