@@ -4,6 +4,7 @@ does when something around it misbehaves (a limiter, the server, the caller)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import formatdate
@@ -14,11 +15,14 @@ import pytest
 
 from itnio_async import (
     AsyncVoiceClient,
+    AttemptEvent,
+    ClientHooks,
     ItnioError,
     ItnioHTTPError,
     ItnioTimeoutError,
     MalformedResponseError,
     RateLimitedError,
+    RetryEvent,
     RetryPolicy,
     TimestampExpiredError,
     VendorServerError,
@@ -422,3 +426,61 @@ async def test_a_huge_error_page_is_cut_before_it_is_read_whole(make_client: Any
 def test_max_response_bytes_is_checked(value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_response_bytes"):
         AsyncVoiceClient(KEY, SECRET, max_response_bytes=value)
+
+
+# -- retry: the first attempt outside tenacity, counted as its own ---------------------------------
+
+
+def test_the_retry_deadline_counts_the_first_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # tenacity measures its deadline on time.monotonic: 50 s pass in the first attempt.
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        now[0] += 50.0
+        return httpx.Response(503, text="busy", headers={"Retry-After": "15"})
+
+    async def main() -> ItnioHTTPError:
+        policy = RetryPolicy(max_retries=5, initial_backoff=0.0, max_backoff=0.0, deadline=60.0)
+        async with AsyncVoiceClient(
+            KEY,
+            SECRET,
+            transport=httpx.MockTransport(handler),
+            limiter=PassThroughLimiter(),
+            retry=policy,
+        ) as client:
+            with pytest.raises(ItnioHTTPError) as caught:
+                await client.query_group_calls(START, END)
+            return caught.value
+
+    error = run_virtual(main)
+    assert error.attempts == 1  # 50 s gone + a 15 s wait would end past the 60 s deadline
+
+
+async def test_a_failed_first_attempt_is_retried_reported_and_counted_as_attempt_one(
+    make_client: Any, sleeps: Any
+) -> None:
+    class Recorder(ClientHooks):
+        def __init__(self) -> None:
+            self.events: list[object] = []
+
+        def on_attempt(self, event: AttemptEvent) -> None:
+            self.events.append(("attempt", event.attempt, event.outcome))
+
+        def on_retry(self, event: RetryEvent) -> None:
+            self.events.append(("retry", event.attempt, event.reason))
+
+    hooks = Recorder()
+    vendor = ScriptedVendor(vendor_error(-18), vendor_error(-18), vendor_page())
+    client = make_client(vendor, hooks=hooks)
+    stream = client.iter_group_calls(START, END)
+    assert [record async for record in stream] == []
+    assert hooks.events == [
+        ("attempt", 1, "vendor:-18"),
+        ("retry", 1, "vendor:-18"),
+        ("attempt", 2, "vendor:-18"),
+        ("retry", 2, "vendor:-18"),
+        ("attempt", 3, "ok"),
+    ]
+    assert (stream.progress.requests, stream.progress.retries) == (3, 2)
+    assert len(sleeps.waits) == 2
