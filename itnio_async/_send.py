@@ -199,7 +199,8 @@ class Sender:
 
     def _report(self, job: _Attempt, outcome: str | None, tally: CallTally | None) -> None:
         if tally is not None:
-            tally.limiter_wait += job.slot_wait + job.limiter_wait
+            tally.slot_wait += job.slot_wait
+            tally.limiter_wait += job.limiter_wait
         if outcome is None:
             return
         logger.debug(
@@ -217,7 +218,8 @@ class Sender:
                 outcome,
                 job.status_code,
                 self._time() - job.started,
-                job.slot_wait + job.limiter_wait,
+                job.limiter_wait,
+                job.slot_wait,
             )
             call_hook(self._hooks, "on_attempt", event)
 

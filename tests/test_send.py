@@ -30,6 +30,8 @@ from itnio_async import (
 from itnio_async._client import DEFAULT_MAX_RESPONSE_BYTES
 from itnio_async._errors import LimiterUnavailableError
 from itnio_async._reply import RawReply, ServerFaultBurst, classify
+from itnio_async._stream import StreamProgress
+from itnio_async.testing import Dataset, FakeVendor
 
 from .conftest import (
     KEY,
@@ -484,3 +486,85 @@ async def test_a_failed_first_attempt_is_retried_reported_and_counted_as_attempt
     ]
     assert (stream.progress.requests, stream.progress.retries) == (3, 2)
     assert len(sleeps.waits) == 2
+
+
+# -- the waits, reported apart ---------------------------------------------------------------
+
+
+class EventRecorder(ClientHooks):
+    def __init__(self) -> None:
+        self.attempts: list[AttemptEvent] = []
+
+    def on_attempt(self, event: AttemptEvent) -> None:
+        self.attempts.append(event)
+
+
+class SlowLimiter:
+    """Lets each acquire through after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def acquire(self) -> None:
+        await asyncio.sleep(self.delay)
+
+    async def pause(self, seconds: float) -> None:
+        pass
+
+
+async def _slow_page(request: httpx.Request) -> httpx.Response:
+    await asyncio.sleep(1.0)
+    return vendor_page([])
+
+
+def test_the_wait_for_a_connection_slot_is_not_counted_as_limiter_wait() -> None:
+    hooks = EventRecorder()
+
+    async def main() -> None:
+        async with AsyncVoiceClient(
+            KEY,
+            SECRET,
+            transport=httpx.MockTransport(_slow_page),
+            limiter=SlowLimiter(0.25),
+            max_connections=1,
+            hooks=hooks,
+        ) as client:
+            await asyncio.gather(*(client.query_group_calls(START, END) for _ in range(2)))
+
+    run_virtual(main)
+    first, second = sorted(hooks.attempts, key=lambda event: event.slot_wait)
+    assert first.slot_wait == pytest.approx(0.0, abs=1e-6)
+    assert first.limiter_wait == pytest.approx(0.25, abs=1e-6)
+    # The second waited for the only connection (the first's limiter wait and request),
+    # then for the limiter on its own.
+    assert second.slot_wait == pytest.approx(1.25, abs=1e-6)
+    assert second.limiter_wait == pytest.approx(0.25, abs=1e-6)
+
+
+def test_a_streams_progress_reports_the_two_waits_apart() -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(1000, seed=3), latency=1.0)
+
+    async def main() -> StreamProgress:
+        async with AsyncVoiceClient(
+            KEY, SECRET, transport=fake.transport(), limiter=SlowLimiter(0.5), max_connections=1
+        ) as client:
+            stream = client.iter_group_calls(
+                datetime(2024, 1, 1), datetime(2024, 7, 1), concurrency=4
+            )
+            async for _ in stream:
+                pass
+            return stream.progress
+
+    progress = run_virtual(main)
+    assert progress.requests > 4
+    # Every request waited 0.5 s for the limiter, and no more is counted as such ...
+    assert progress.limiter_wait == pytest.approx(0.5 * progress.requests, abs=1e-6)
+    # ... while the fetches queued behind the one connection show as slot waits.
+    assert progress.slot_wait > progress.requests
+
+
+async def test_a_call_tally_adds_up_both_waits() -> None:
+    from itnio_async._hooks import CallTally
+
+    tally = CallTally()
+    assert (tally.slot_wait, tally.limiter_wait) == (0.0, 0.0)
