@@ -293,7 +293,7 @@ class Sender:
             assert reply.envelope is not None
             return reply.envelope
         if isinstance(error, TimestampExpiredError):
-            error.clock_corrected = self._learn_clock(job, reply.server_time)
+            error.clock_corrected = self._learn_clock(job, reply.server_time, error)
         elif isinstance(error, VendorServerError):
             pause = self._faults.note(self._time())
             if pause is not None:
@@ -305,17 +305,30 @@ class Sender:
                 await self._pause(pause)
         raise error
 
-    def _learn_clock(self, job: _Attempt, server_time: float | None) -> bool:
+    def _learn_clock(
+        self, job: _Attempt, server_time: float | None, error: TimestampExpiredError
+    ) -> bool:
         """Correct the clock from a ``-16``; whether the retry may go at once."""
-        before = self._clock.offset
-        learned = server_time is not None and self._clock.learn_time(
-            server_time, job.sent_at, job.received_at
-        )
-        if learned and self._clock.offset != before:
-            call_hook(self._hooks, "on_clock_offset", self._clock.offset)
+        clock = self._clock
+        if server_time is None or not clock.enabled:
+            return False
+        offset = clock.offset_from(server_time, job.sent_at, job.received_at)
+        if not clock.trusts(offset, job.sent_at, job.received_at):
+            why = (
+                f"the reply's Date puts the vendor's clock {offset:+.0f}s from this "
+                f"machine's, more than the {clock.max_skew:.0f}s the client corrects: "
+                "not trusted; check this machine's clock"
+            )
+            logger.warning("POST %s: %s", job.path, why)
+            error.add_note(why)
+            return False
+        before = clock.offset
+        clock.learn_time(server_time, job.sent_at, job.received_at)
+        if clock.offset != before:
+            call_hook(self._hooks, "on_clock_offset", clock.offset)
         # Only a real change earns an immediate retry; a server that keeps answering -16
         # with the same Date gets the usual backoff.
-        return learned and abs(self._clock.offset - before) >= 1.0
+        return abs(clock.offset - before) >= 1.0
 
     async def _pause(self, seconds: float) -> None:
         """Hold every task sharing the limiter, not only this one. A limiter that fails

@@ -34,6 +34,9 @@ API_KEY_HEADER = "Api-Key"
 TIMESTAMP_HEADER = "Timestamp"
 SIGN_HEADER = "Sign"
 CONTENT_TYPE = "application/json;charset=UTF-8"
+#: The largest clock skew a ``-16`` reply may correct: an hour. Real clocks drift by
+#: seconds or minutes; a reply claiming more is not believed.
+MAX_CLOCK_SKEW = 3600.0
 
 
 def compute_sign(api_key: str, api_secret: str, timestamp: int | str) -> str:
@@ -94,6 +97,8 @@ class ServerClock:
     enabled: bool = True
     #: The local wall clock (replaceable in tests).
     wall: Callable[[], float] = attrs.field(default=time.time, repr=False)
+    #: The largest skew a reply may correct, in seconds.
+    max_skew: float = MAX_CLOCK_SKEW
 
     def now(self) -> float:
         """The server's current Unix time as we estimate it."""
@@ -110,11 +115,29 @@ class ServerClock:
 
     def learn_time(self, server_time: float, sent_at: float, received_at: float) -> bool:
         """Take ``server_time`` (read from a reply) as the server's clock at the midpoint
-        of sending and receiving; return whether the offset was updated."""
-        if not self.enabled:
+        of sending and receiving; return whether the offset was updated (not when the
+        skew it implies is beyond ``max_skew``: see :meth:`trusts`)."""
+        offset = self.offset_from(server_time, sent_at, received_at)
+        if not self.enabled or not self.trusts(offset, sent_at, received_at):
             return False
-        self.offset = server_time - (sent_at + received_at) / 2.0
+        self.offset = offset
         return True
+
+    @staticmethod
+    def offset_from(server_time: float, sent_at: float, received_at: float) -> float:
+        """The offset ``server_time`` implies, taken at the midpoint of the exchange."""
+        return server_time - (sent_at + received_at) / 2.0
+
+    def trusts(self, offset: float, sent_at: float, received_at: float) -> bool:
+        """Whether a skew of ``offset`` is within ``max_skew``, give or take what the
+        estimate cannot tell apart (the ``Date`` header's second, half the round trip).
+
+        Nothing authenticates a reply's ``Date`` (a proxy, a captive portal or a probe's
+        answer can carry any), and every later request is signed with the offset: a skew
+        larger than this is reported, not trusted.
+        """
+        slack = 1.0 + max(0.0, received_at - sent_at) / 2.0
+        return abs(offset) <= self.max_skew + slack
 
 
 def date_of(headers: httpx.Headers) -> float | None:

@@ -568,3 +568,49 @@ async def test_a_call_tally_adds_up_both_waits() -> None:
 
     tally = CallTally()
     assert (tally.slot_wait, tally.limiter_wait) == (0.0, 0.0)
+
+
+# -- the clock: corrected within bounds only ------------------------------------------------
+
+
+def _server_clock_reply(server_offset: float) -> Any:
+    """The vendor, with its clock ``server_offset`` s ahead: -16 unless the stamp fits."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        server_now = time.time() + server_offset
+        headers = {"Date": formatdate(server_now, usegmt=True)}
+        if abs(int(request.headers["Timestamp"]) - server_now) > 60:
+            return vendor_error(-16, "timestamp expired", **headers)
+        return vendor_page(headers=headers)
+
+    return reply
+
+
+async def test_a_clock_skew_beyond_an_hour_is_reported_not_trusted(
+    make_client: Any, sleeps: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    offsets: list[float] = []
+
+    class Hooks(ClientHooks):
+        def on_clock_offset(self, offset: float) -> None:
+            offsets.append(offset)
+
+    vendor = ScriptedVendor(_server_clock_reply(5999))
+    client = make_client(vendor, retry=RetryPolicy(max_retries=2), hooks=Hooks())
+    with pytest.raises(TimestampExpiredError) as caught:
+        await client.query_group_calls(START, END)
+    assert client.clock_offset == 0.0
+    assert offsets == []
+    assert caught.value.clock_corrected is False
+    assert len(vendor.requests) == 3
+    assert all(wait > 0 for wait in sleeps.waits)  # backed off, not retried at once
+    assert any("not trusted" in note for note in getattr(caught.value, "__notes__", []))
+    assert any("not trusted" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_skew_within_the_bound_is_still_corrected(make_client: Any) -> None:
+    vendor = ScriptedVendor(_server_clock_reply(-3000))
+    client = make_client(vendor)
+    await client.query_group_calls(START, END)
+    assert client.clock_offset == pytest.approx(-3000, abs=2)
+    assert len(vendor.requests) == 2
