@@ -102,13 +102,27 @@ def _check_seconds(name: str, value: object) -> float:
     return float(value)
 
 
-def _check_timeout(timeout: object) -> httpx.Timeout:
+def _check_timeout(timeout: object, name: str = "timeout") -> httpx.Timeout:
     """The timeout as httpx takes it; every phase finite and positive (the README's promise)."""
     if isinstance(timeout, httpx.Timeout):
         for phase in ("connect", "read", "write", "pool"):
-            _check_seconds(f"timeout.{phase}", getattr(timeout, phase))
+            _check_seconds(f"{name}.{phase}", getattr(timeout, phase))
         return timeout
-    return httpx.Timeout(_check_seconds("timeout", timeout))
+    return httpx.Timeout(_check_seconds(name, timeout))
+
+
+def _pool_size(http: httpx.AsyncClient, url: httpx.URL) -> int | None:
+    """The connection limit of the pool that serves ``url``, when it can be read.
+
+    httpx has no public accessor for it: this reads its default transport's httpcore pool
+    and gives ``None`` for any other transport (the caller's ``max_connections`` holds).
+    """
+    try:
+        pool = http._transport_for_url(url)._pool  # type: ignore[attr-defined]
+        size = pool._max_connections
+    except AttributeError:
+        return None
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _attempt_deadline(timeout: httpx.Timeout) -> float:
@@ -199,10 +213,22 @@ class AsyncVoiceClient:
             )
         if hooks is not None and not isinstance(hooks, ClientHooks):
             raise TypeError(f"hooks must be a ClientHooks, got {type(hooks).__name__}")
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise TypeError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         max_connections = check_positive_int("max_connections", max_connections)
-        timeout = _check_timeout(timeout)
+        if http_client is None:
+            timeout = _check_timeout(timeout)
+        elif timeout is not DEFAULT_TIMEOUT:
+            raise ValueError(
+                "timeout= applies to the client's own connection pool; with http_client=, "
+                "set the timeout on that httpx.AsyncClient instead"
+            )
+        else:
+            timeout = _check_timeout(http_client.timeout, "http_client's timeout")
         max_response_bytes = check_positive_int("max_response_bytes", max_response_bytes)
 
         self._base_url = _check_base_url(
@@ -219,6 +245,10 @@ class AsyncVoiceClient:
         self._structure_page: Callable[[Any, Any], Page[GroupCallRecord]] = (
             self._converter.get_structure_hook(Page[GroupCallRecord])
         )
+        if http_client is not None:
+            # Never more requests in flight than the pool has connections: no pool timeout.
+            pool = _pool_size(http_client, self._base_url)
+            max_connections = min(max_connections, pool) if pool else max_connections
         self._max_connections = max_connections
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(

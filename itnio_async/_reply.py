@@ -78,6 +78,8 @@ class Reply:
 def classify(raw: RawReply) -> Reply:
     """Read a reply: success envelope, vendor code, HTTP status, retry-after, clock."""
     status = raw.status
+    if 300 <= status < 400:
+        return Reply(error=_redirect_error(raw))
     if not 200 <= status < 300:
         retry_after = (
             parse_retry_after(raw.headers.get("retry-after"))
@@ -94,6 +96,23 @@ def classify(raw: RawReply) -> Reply:
         return Reply(error=exc, server_time=date_of(raw.headers))
     except ItnioError as exc:
         return Reply(error=exc)
+
+
+def _redirect_error(raw: RawReply) -> ItnioHTTPError:
+    # Never followed: the signing headers must not travel to whatever host a redirect
+    # names, and a 301/302 would turn the POST into a GET. Only the host is named: the
+    # rest of a Location may carry anything.
+    try:
+        host = httpx.URL(raw.headers.get("location", "")).host
+    except httpx.InvalidURL:
+        host = ""
+    where = f"to {host}" if host else "on the same host"
+    return ItnioHTTPError(
+        raw.status,
+        f"a redirect {where}, not followed (requests are never redirected, so that the "
+        "signing headers stay with the vendor): point base_url at the new address",
+        reason=raw.reason,
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -264,7 +264,10 @@ class Sender:
             # One deadline for the whole attempt: httpx's timeouts bound each read, so a
             # body trickling in a byte at a time would otherwise hold it open for good.
             async with asyncio.timeout(self._deadline):
-                response = await http.send(request, stream=True)
+                # Never redirected: the signing headers must not follow a Location to
+                # another host (httpx keeps custom headers across origins), and a
+                # 301/302 would turn the POST into a GET. A 3xx is a typed error.
+                response = await http.send(request, auth=None, follow_redirects=False, stream=True)
                 try:
                     job.status_code = response.status_code
                     body = await read_body(response, self._max_response_bytes)

@@ -31,7 +31,7 @@ from itnio_async._client import DEFAULT_MAX_RESPONSE_BYTES
 from itnio_async._errors import LimiterUnavailableError
 from itnio_async._reply import RawReply, ServerFaultBurst, classify
 from itnio_async._stream import StreamProgress
-from itnio_async.testing import Dataset, FakeVendor
+from itnio_async.testing import Dataset, FakeVendor, aserve
 
 from .conftest import (
     KEY,
@@ -614,3 +614,91 @@ async def test_a_skew_within_the_bound_is_still_corrected(make_client: Any) -> N
     await client.query_group_calls(START, END)
     assert client.clock_offset == pytest.approx(-3000, abs=2)
     assert len(vendor.requests) == 2
+
+
+# -- an injected http_client -------------------------------------------------------------------
+
+
+def test_an_injected_clients_pool_sizes_the_connection_slots() -> None:
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=3))
+    assert AsyncVoiceClient(KEY, SECRET, http_client=http).max_connections == 3
+    # A smaller max_connections still holds; an unlimited pool leaves the default.
+    assert AsyncVoiceClient(KEY, SECRET, http_client=http, max_connections=2).max_connections == 2
+    unlimited = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
+    assert AsyncVoiceClient(KEY, SECRET, http_client=unlimited).max_connections == 32
+
+
+async def test_an_injected_clients_small_pool_never_times_out() -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(50, seed=4))
+    # Two connections, and a pool wait that anything but an immediate connection exceeds.
+    limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+    async with (
+        aserve(fake) as url,
+        httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(5.0, pool=0.0005)) as http,
+    ):
+        client = AsyncVoiceClient(
+            KEY,
+            SECRET,
+            base_url=url,
+            http_client=http,
+            rate_limit=None,
+            retry=RetryPolicy(max_retries=0),
+        )
+        async with client:
+            pages = await asyncio.gather(
+                *(
+                    client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 7, 1))
+                    for _ in range(20)
+                )
+            )
+    assert all(page.total == 50 for page in pages)
+    assert fake.stats.max_in_flight <= 2
+
+
+def test_timeout_is_refused_with_an_injected_client() -> None:
+    http = httpx.AsyncClient()
+    with pytest.raises(ValueError, match="timeout") as caught:
+        AsyncVoiceClient(KEY, SECRET, http_client=http, timeout=5.0)
+    assert "http_client" in str(caught.value)
+
+
+def test_an_injected_client_without_a_finite_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="http_client"):
+        AsyncVoiceClient(KEY, SECRET, http_client=httpx.AsyncClient(timeout=None))
+
+
+def _redirecting(request: httpx.Request) -> httpx.Response:
+    if request.url.host == "api.itniotech.com":
+        return httpx.Response(302, headers={"Location": "https://collector.example/x?k=1"})
+    return vendor_page()
+
+
+async def test_a_redirect_is_never_followed_and_names_the_host() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _redirecting(request)
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(handler), follow_redirects=True
+    ) as http:
+        client = AsyncVoiceClient(KEY, SECRET, http_client=http, rate_limit=None)
+        with pytest.raises(ItnioHTTPError) as caught:
+            await client.query_group_calls(START, END)
+    assert [request.url.host for request in seen] == ["api.itniotech.com"]
+    assert caught.value.status_code == 302
+    assert caught.value.attempts == 1  # not retried
+    assert "collector.example" in str(caught.value)
+    assert "k=1" not in str(caught.value)
+    assert "Sign" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [301, 307, 308])
+async def test_a_redirect_of_the_own_client_is_a_typed_error(make_client: Any, status: int) -> None:
+    reply = httpx.Response(status, headers={"Location": "https://v2.example.test/voice"})
+    vendor = ScriptedVendor(reply)
+    with pytest.raises(ItnioHTTPError, match=r"v2\.example\.test") as caught:
+        await make_client(vendor).query_group_calls(START, END)
+    assert caught.value.status_code == status
+    assert len(vendor.requests) == 1
