@@ -11,9 +11,10 @@ import asyncio
 import enum
 import ipaddress
 import json
+import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Final, Self
@@ -32,6 +33,8 @@ from ._retry import RetryPolicy
 from ._send import Sender
 from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions
+
+logger = logging.getLogger("itnio_async")
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -61,11 +64,28 @@ _ENV_BASE_URL = "ITNIO_BASE_URL"
 
 _DEFAULT_RETRY: Final = RetryPolicy()
 
+_CLOSED: Final = "the client is closed; create a new AsyncVoiceClient"
+_CLOSED_WITH_THE_LOOP: Final = (
+    "the client was closed when its event loop shut down; an asyncio client cannot move "
+    "between event loops, so create one client per event loop"
+)
+
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
+
+
+def _park(agen: AsyncGenerator[None, None]) -> None:
+    """Run an async generator to its first ``yield`` without awaiting it (it awaits nothing
+    before): its first step registers it with the running loop, which closes it at
+    shutdown."""
+    try:
+        agen.asend(None).send(None)
+    except StopIteration:
+        return
+    raise AssertionError("the generator awaited before its first yield")  # pragma: no cover
 
 
 def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exception:
@@ -272,6 +292,9 @@ class AsyncVoiceClient:
         )
         # The loop this client first ran on; every later call must come from it.
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Closes the client when that loop shuts down (see _close_with_the_loop).
+        self._guard: AsyncGenerator[None, None] | None = None
+        self._closed_reason = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -297,27 +320,65 @@ class AsyncVoiceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client and its connection pool (an injected ``http_client`` stays open)."""
+        """Close the client: calls from now on raise ``ClientStateError``, and so do the
+        requests in flight, which end at once; then the connection pool closes (an
+        injected ``http_client`` stays open). Safe to call twice, and after the event
+        loop the client ran on has closed (the client closed with it).
+        """
         if self._state is _State.CLOSED:
             return
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and asyncio.get_running_loop() is not loop:
+            raise ClientStateError("close this AsyncVoiceClient on the event loop it runs on")
+        self._closed_reason = _CLOSED
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.aclose()  # its finally block shuts the client
+        else:
+            await self._shut()
+
+    async def _close_with_the_loop(self) -> AsyncGenerator[None, None]:
+        # Parked on the client's loop by _bind_loop. A loop that shuts down closes every
+        # live async generator (asyncio.run does, after cancelling its tasks and before
+        # closing the loop), so this one closes the client while its connections can
+        # still be closed cleanly, not after, when they no longer can.
+        try:
+            yield
+        finally:
+            await self._shut()
+
+    async def _shut(self) -> None:
+        """Refuse new calls, end the requests in flight, then close the pool."""
+        if self._state is _State.CLOSED and self._sender.closed:
+            return
         self._state = _State.CLOSED
-        self._sender.closed = True
+        self._closed_reason = self._closed_reason or _CLOSED_WITH_THE_LOOP
+        loop = self._loop
+        if loop is not None and loop.is_closed():
+            # Closed without shutting its async generators down: with the loop went every
+            # connection's transport, and nothing is left to end or to close cleanly.
+            self._sender.closed = True
+            logger.debug("the client's event loop was closed before the client")
+            return
+        await self._sender.close()
         if self._owns_http:
             await self._http.aclose()
 
     @property
     def is_closed(self) -> bool:
-        """Whether ``aclose()`` has run."""
+        """Whether the client is closed (by ``aclose()``, or with its event loop)."""
         return self._state is _State.CLOSED
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         if self._state is _State.CLOSED:
-            raise ClientStateError("the client is closed; create a new AsyncVoiceClient")
+            raise ClientStateError(self._closed_reason or _CLOSED)
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
             self._sender.bind(loop, self._max_connections)
             self._state = _State.OPENED
+            self._guard = self._close_with_the_loop()
+            _park(self._guard)
         elif loop is not self._loop:
             raise ClientStateError(
                 "this AsyncVoiceClient belongs to another event loop; an asyncio client "

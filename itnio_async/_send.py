@@ -109,8 +109,12 @@ class Sender:
         # One slot per pooled connection, made on the client's loop (see ``bind``).
         self._slots: asyncio.Semaphore | None = None
         self._time: Callable[[], float] = lambda: 0.0
-        #: Set by the client's ``aclose()``: no attempt starts after it.
+        #: Set by ``close()``: no attempt starts after it.
         self.closed = False
+        # The deadlines of the exchanges in flight: close() brings them forward.
+        self._in_flight: set[asyncio.Timeout] = set()
+        # Set when the last exchange in flight ends, once close() waits for that.
+        self._drained: asyncio.Event | None = None
         #: Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
         self.retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -118,6 +122,19 @@ class Sender:
         """Make the loop-bound parts, on the loop the client first runs on."""
         self._slots = asyncio.Semaphore(slots)
         self._time = loop.time
+
+    async def close(self) -> None:
+        """Refuse new attempts and end those in flight (each raises ``ClientStateError``);
+        return once none is left, so that none opens a connection after the close."""
+        self.closed = True
+        if not self._in_flight:
+            return
+        now = asyncio.get_running_loop().time()
+        for deadline in list(self._in_flight):
+            if not deadline.expired():
+                deadline.reschedule(now)
+        self._drained = asyncio.Event()
+        await self._drained.wait()
 
     # -- 1. retry -------------------------------------------------------------------------
 
@@ -257,23 +274,23 @@ class Sender:
     # -- 6. transport ---------------------------------------------------------------------
 
     async def _exchange(self, job: _Attempt, headers: dict[str, str]) -> RawReply:
-        http = self._http
-        request = http.build_request("POST", job.url, content=job.content, headers=headers)
+        request = self._http.build_request("POST", job.url, content=job.content, headers=headers)
         job.sent_at = self._clock.wall()
         try:
             # One deadline for the whole attempt: httpx's timeouts bound each read, so a
             # body trickling in a byte at a time would otherwise hold it open for good.
-            async with asyncio.timeout(self._deadline):
-                # Never redirected: the signing headers must not follow a Location to
-                # another host (httpx keeps custom headers across origins), and a
-                # 301/302 would turn the POST into a GET. A 3xx is a typed error.
-                response = await http.send(request, auth=None, follow_redirects=False, stream=True)
+            # close() brings it forward to end the attempt at once.
+            async with asyncio.timeout(self._deadline) as deadline:
+                self._in_flight.add(deadline)
                 try:
-                    job.status_code = response.status_code
-                    body = await read_body(response, self._max_response_bytes)
+                    raw = await self._post(job, request)
                 finally:
-                    await response.aclose()
+                    self._left(deadline)
         except TimeoutError as exc:
+            if self.closed:
+                raise ClientStateError(
+                    "the client was closed while the request was in flight"
+                ) from None
             raise ItnioTimeoutError(
                 f"POST {job.path} took longer than its {self._deadline:g}s deadline"
             ) from exc
@@ -284,7 +301,24 @@ class Sender:
                 f"POST {job.path} failed: {type(exc).__name__}: {exc}"
             ) from exc
         job.received_at = self._clock.wall()
+        return raw
+
+    async def _post(self, job: _Attempt, request: httpx.Request) -> RawReply:
+        # Never redirected: the signing headers must not follow a Location to another
+        # host (httpx keeps custom headers across origins), and a 301/302 would turn the
+        # POST into a GET. A 3xx is a typed error (see _reply.classify).
+        response = await self._http.send(request, auth=None, follow_redirects=False, stream=True)
+        job.status_code = response.status_code
+        try:
+            body = await read_body(response, self._max_response_bytes)
+        finally:
+            await response.aclose()
         return RawReply(response.status_code, response.reason_phrase, response.headers, body)
+
+    def _left(self, deadline: asyncio.Timeout) -> None:
+        self._in_flight.discard(deadline)
+        if self._drained is not None and not self._in_flight:
+            self._drained.set()
 
     # -- 7. what the reply asks -----------------------------------------------------------
 

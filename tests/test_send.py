@@ -4,7 +4,9 @@ does when something around it misbehaves (a limiter, the server, the caller)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import formatdate
@@ -17,6 +19,7 @@ from itnio_async import (
     AsyncVoiceClient,
     AttemptEvent,
     ClientHooks,
+    ClientStateError,
     ItnioError,
     ItnioHTTPError,
     ItnioTimeoutError,
@@ -31,7 +34,7 @@ from itnio_async._client import DEFAULT_MAX_RESPONSE_BYTES
 from itnio_async._errors import LimiterUnavailableError
 from itnio_async._reply import RawReply, ServerFaultBurst, classify
 from itnio_async._stream import StreamProgress
-from itnio_async.testing import Dataset, FakeVendor, aserve
+from itnio_async.testing import Dataset, FakeVendor, aserve, serve
 
 from .conftest import (
     KEY,
@@ -702,3 +705,129 @@ async def test_a_redirect_of_the_own_client_is_a_typed_error(make_client: Any, s
         await make_client(vendor).query_group_calls(START, END)
     assert caught.value.status_code == status
     assert len(vendor.requests) == 1
+
+
+# -- closing -------------------------------------------------------------------------------------
+
+
+class CountingServer:
+    """An HTTP server on loopback that notes when each request arrives; it answers an
+    empty page at once, or holds every answer until ``release`` is set."""
+
+    def __init__(self, *, hold: bool = False) -> None:
+        self.arrivals: list[float] = []
+        self.hold = hold
+        self.release = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = (
+            b'{"code":0,"msg":"ok","data":{"records":[],"total":0,"size":100,'
+            b'"current":1,"pages":0}}'
+        )
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                self.arrivals.append(asyncio.get_running_loop().time())
+                self.arrived.set()
+                if self.hold:
+                    await self.release.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_aclose_while_requests_connect_lets_none_of_them_through() -> None:
+    server = CountingServer()
+    async with server as url:
+        client = AsyncVoiceClient(
+            KEY, SECRET, base_url=url, rate_limit=None, retry=RetryPolicy(max_retries=0)
+        )
+        calls = [asyncio.create_task(client.query_group_calls(START, END)) for _ in range(4)]
+        await asyncio.sleep(0)  # every call is on its way: connecting
+        closing = asyncio.get_running_loop().time()
+        await client.aclose()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        await asyncio.sleep(0.05)  # what was left running would arrive by now
+    assert [type(outcome) for outcome in outcomes] == [ClientStateError] * 4
+    assert [t for t in server.arrivals if t >= closing] == []
+
+
+async def test_aclose_while_a_stream_runs_ends_it_and_nothing_reaches_the_server() -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(2000, seed=6))
+    async with aserve(fake) as url:
+        client = AsyncVoiceClient(KEY, SECRET, base_url=url, rate_limit=None)
+        stream = client.iter_group_call_pages(
+            datetime(2024, 1, 1), datetime(2024, 7, 1), page_size=10, concurrency=8
+        )
+
+        async def consume() -> None:
+            async for _ in stream:
+                pass
+
+        second = asyncio.Event()
+        fake.on_request(lambda n, body: n >= 2 and second.set())
+        consumer = asyncio.create_task(consume())
+        await second.wait()  # the first page is in: the stream's fetches are starting
+        await client.aclose()
+        sent = fake.stats.requests
+        with pytest.raises(ClientStateError):
+            await consumer
+        await asyncio.sleep(0.05)  # what was left running would arrive by now
+        assert fake.stats.requests == sent
+
+
+def test_aclose_after_the_first_loop_has_closed_closes_cleanly() -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(20, seed=5))
+    with serve(fake) as url:
+        client = AsyncVoiceClient(KEY, SECRET, base_url=url)
+
+        async def one() -> int:
+            page = await client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 7, 1))
+            return page.total
+
+        assert asyncio.run(one()) == 20  # leaves a pooled connection on that loop
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            asyncio.run(client.aclose())
+            gc.collect()  # no socket of the first loop is left to warn about
+    assert client.is_closed
+    with pytest.raises(ClientStateError, match="event loop"):
+        asyncio.run(one())
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_aclose_after_a_loop_closed_without_shutting_down_does_not_raise() -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(20, seed=5))
+    with serve(fake) as url:
+        client = AsyncVoiceClient(KEY, SECRET, base_url=url)
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(
+            client.query_group_calls(datetime(2024, 1, 1), datetime(2024, 7, 1))
+        )
+        loop.close()  # no shutdown_asyncgens(): the pool is left open on a dead loop
+        asyncio.run(client.aclose())
+        assert client.is_closed
+        del client, loop
+        gc.collect()  # its sockets, left with the dead loop, are reclaimed (and warn) now
