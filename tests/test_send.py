@@ -32,7 +32,7 @@ from itnio_async import (
 )
 from itnio_async._client import DEFAULT_MAX_RESPONSE_BYTES
 from itnio_async._errors import LimiterUnavailableError
-from itnio_async._reply import RawReply, ServerFaultBurst, classify
+from itnio_async._reply import RawReply, ServerFaultBurst, classify, parse_retry_after
 from itnio_async._stream import StreamProgress
 from itnio_async.testing import Dataset, FakeVendor, aserve, serve
 
@@ -83,6 +83,32 @@ def test_an_http_error_is_read_with_its_retry_after() -> None:
     assert isinstance(reply.error, RateLimitedError)
     assert reply.retry_after == 7.0
     assert reply.error.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("location", "named"),
+    [
+        ("https://v2.example.test/x", "to v2.example.test"),
+        ("/moved", "on the same host"),
+        ("http://x:abc/", "on the same host"),
+    ],
+)
+def test_a_redirect_is_read_as_an_error_naming_only_the_host(location: str, named: str) -> None:
+    reply = classify(raw(302, b"", Location=location))
+    assert isinstance(reply.error, ItnioHTTPError)
+    assert named in str(reply.error)
+    assert reply.retry_after is None
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("-3") == 0.0
+    later = parse_retry_after(formatdate(time.time() + 120, usegmt=True))
+    assert later is not None
+    assert 115 <= later <= 120
+    assert parse_retry_after(formatdate(time.time() + 120)[:-6]) is not None  # no zone: GMT
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("") is None
 
 
 def test_the_burst_detector_counts_faults_within_a_second() -> None:
