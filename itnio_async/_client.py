@@ -1,14 +1,8 @@
-"""``AsyncVoiceClient``: the layers put together.
+"""``AsyncVoiceClient``: the front of the library.
 
-One call goes ``retry → connection slot → rate limit → sign → transport``:
-
-* **retry** (``_retry``): a fresh tenacity loop per call; each pass is one attempt;
-* **connection slot**: a semaphore as large as the connection pool, so the client never
-  oversubscribes its own pool and no caller sees a pool timeout;
-* **rate limit** (``_limiter``): one token per attempt, taken just before sending;
-* **sign** (``_signing``): an ``httpx.Auth`` that stamps ``Timestamp`` and ``Sign`` as the
-  request leaves, after any wait, with the clock corrected by what ``-16`` taught us;
-* **transport**: ``httpx``; its exceptions become ours (``_errors``) right here.
+It holds the settings (checked at construction), reads the environment, owns the
+lifecycle (the loop it is bound to, the connection pool, ``aclose()``) and offers the
+public methods. Every request goes through the send path in ``_send``.
 """
 
 from __future__ import annotations
@@ -18,43 +12,36 @@ import enum
 import ipaddress
 import json
 import logging
+import math
 import os
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Final, Self
 
 import httpx
-from tenacity import RetryCallState
 
-from ._converter import Envelope, decode_envelope, make_converter
-from ._errors import (
-    ClientStateError,
-    ItnioAPIError,
-    ItnioError,
-    ItnioHTTPError,
-    ItnioTimeoutError,
-    ItnioTransportError,
-    MalformedResponseError,
-    RateLimitedError,
-    TimestampExpiredError,
-    VendorServerError,
-)
+from ._converter import make_converter
+from ._errors import ClientStateError, MalformedResponseError
 from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
-from ._hooks import AttemptEvent, CallTally, ClientHooks, PageEvent, RetryEvent, call_hook
+from ._hooks import CallTally, ClientHooks, PageEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, Page
 from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
-from ._signing import CONTENT_TYPE, Credentials, ServerClock, SigningAuth, parse_http_date
+from ._send import Sender
+from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncVoiceClient"]
-
 logger = logging.getLogger("itnio_async")
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT",
+    "AsyncVoiceClient",
+]
 
 #: The vendor's production endpoint.
 DEFAULT_BASE_URL: Final = "https://api.itniotech.com"
@@ -65,8 +52,9 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_RATE_LIMIT: Final = 10.0
 #: Connections (and so requests in flight) per client.
 DEFAULT_MAX_CONNECTIONS: Final = 32
-#: This many -18 replies within one second pause the whole (possibly shared) limiter.
-SERVER_FAULT_BURST: Final = 3
+#: The largest reply body read: a page of 100 tasks is some 30 kB, so this leaves room
+#: for any real reply and keeps a hostile or broken server from growing memory.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
 
@@ -76,6 +64,12 @@ _ENV_BASE_URL = "ITNIO_BASE_URL"
 
 _DEFAULT_RETRY: Final = RetryPolicy()
 
+_CLOSED: Final = "the client is closed; create a new AsyncVoiceClient"
+_CLOSED_WITH_THE_LOOP: Final = (
+    "the client was closed when its event loop shut down; an asyncio client cannot move "
+    "between event loops, so create one client per event loop"
+)
+
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
@@ -83,17 +77,79 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-def outcome_label(exc: BaseException) -> str:
-    """A short, low-cardinality label for how an attempt failed (for logs and metrics)."""
-    if isinstance(exc, ItnioAPIError):
-        return f"vendor:{exc.code}"
-    if isinstance(exc, ItnioHTTPError):
-        return f"http:{exc.status_code}"
-    if isinstance(exc, ItnioTransportError):
-        return f"transport:{type(exc.__cause__ or exc).__name__}"
-    if isinstance(exc, MalformedResponseError):
-        return "malformed"
-    return type(exc).__name__
+def _park(agen: AsyncGenerator[None, None]) -> None:
+    """Run an async generator to its first ``yield`` without awaiting it (it awaits nothing
+    before): its first step registers it with the running loop, which closes it at
+    shutdown."""
+    try:
+        agen.asend(None).send(None)
+    except StopIteration:
+        return
+    raise AssertionError("the generator awaited before its first yield")  # pragma: no cover
+
+
+def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exception:
+    """The credentials, from the arguments or the environment, checked; or the error to
+    raise. Returned rather than raised, with no traceback: the caller drops the raw values
+    from its frame first, so that no frame of a traceback holds the secret."""
+    try:
+        key = _credential("api_key", api_key, _ENV_KEY)
+        secret = _credential("api_secret", api_secret, _ENV_SECRET)
+    except (TypeError, ValueError) as exc:
+        return exc.with_traceback(None)
+    return Credentials(key, secret)
+
+
+def _credential(name: str, value: object, variable: str) -> str:
+    if value is None:
+        value = os.environ.get(variable)
+        if value:
+            return check_credential(variable, value)
+    if isinstance(value, str) and not value:
+        value = None
+    if value is None:
+        raise ValueError(f"{name} is required: pass {name}= or set {variable}")
+    return check_credential(name, value)
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if value is None:
+        raise ValueError(f"{name} must be finite: None would let a request wait forever")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be seconds or an httpx.Timeout, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _check_timeout(timeout: object, name: str = "timeout") -> httpx.Timeout:
+    """The timeout as httpx takes it; every phase finite and positive (the README's promise)."""
+    if isinstance(timeout, httpx.Timeout):
+        for phase in ("connect", "read", "write", "pool"):
+            _check_seconds(f"{name}.{phase}", getattr(timeout, phase))
+        return timeout
+    return httpx.Timeout(_check_seconds(name, timeout))
+
+
+def _pool_size(http: httpx.AsyncClient, url: httpx.URL) -> int | None:
+    """The connection limit of the pool that serves ``url``, when it can be read.
+
+    httpx has no public accessor for it: this reads its default transport's httpcore pool
+    and gives ``None`` for any other transport (the caller's ``max_connections`` holds).
+    """
+    try:
+        pool = http._transport_for_url(url)._pool  # type: ignore[attr-defined]
+        size = pool._max_connections
+    except AttributeError:
+        return None
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _attempt_deadline(timeout: httpx.Timeout) -> float:
+    """Seconds one attempt may take in all: the longest of the timeout's phases (so a
+    plain ``timeout=2`` bounds the whole attempt to 2 s)."""
+    phases = (timeout.connect, timeout.read, timeout.write)
+    return max(phase for phase in phases if phase is not None)
 
 
 def _is_loopback(host: str) -> bool:
@@ -105,27 +161,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_base_url(base_url: str) -> httpx.URL:
-    url = httpx.URL(base_url)
+def _check_base_url(base_url: object) -> httpx.URL:
+    """A base URL that is safe to sign requests to: https (http only to loopback), no
+    credentials, no query. A path prefix is kept (``https://gw/v3`` sends to
+    ``https://gw/v3/voice/...``), as ``httpx`` does with its own ``base_url``."""
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL:
+        raise ValueError("base_url is not a valid URL") from None
+    # Never echo a password: show the URL with its userinfo masked.
+    shown = f"{url.scheme}://***@{url.netloc.decode()}{url.path}" if url.userinfo else base_url
+    if url.userinfo:
+        raise ValueError(
+            f"base_url must not hold a user name or password, got {shown!r}: the vendor "
+            "authenticates by Api-Key and Sign, and a password would show in repr and logs"
+        )
+    if url.query or url.fragment:
+        raise ValueError(f"base_url must not have a query or a fragment, got {shown!r}")
     if url.scheme == "https" and url.host:
         return url
     if url.scheme == "http" and url.host and _is_loopback(url.host):
         return url
     raise ValueError(
-        f"base_url must be https:// (plain http:// only to a loopback host), got {base_url!r}"
+        f"base_url must be https:// (plain http:// only to a loopback host), got {shown!r}"
     )
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date measured from now."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    when = parse_http_date(value)
-    return None if when is None else max(0.0, when - time.time())
 
 
 class AsyncVoiceClient:
@@ -148,18 +209,20 @@ class AsyncVoiceClient:
         retry: RetryPolicy = _DEFAULT_RETRY,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         server_timezone: tzinfo | None = None,
         clock_correction: bool = True,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         hooks: ClientHooks | None = None,
     ) -> None:
-        api_key = api_key if api_key is not None else os.environ.get(_ENV_KEY)
-        api_secret = api_secret if api_secret is not None else os.environ.get(_ENV_SECRET)
-        if not api_key:
-            raise ValueError(f"api_key is required: pass api_key= or set {_ENV_KEY}")
-        if not api_secret:
-            raise ValueError(f"api_secret is required: pass api_secret= or set {_ENV_SECRET}")
+        self._state = _State.UNOPENED
+        credentials = _take_credentials(api_key, api_secret)
+        # From here on no frame of ours holds the raw secret: a traceback's locals (as an
+        # error tracker records them) show only the Credentials, whose repr hides it.
+        del api_key, api_secret
+        if not isinstance(credentials, Credentials):
+            raise credentials
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         if limiter is not None and not isinstance(limiter, RateLimiter):
@@ -170,26 +233,42 @@ class AsyncVoiceClient:
             )
         if hooks is not None and not isinstance(hooks, ClientHooks):
             raise TypeError(f"hooks must be a ClientHooks, got {type(hooks).__name__}")
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise TypeError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         max_connections = check_positive_int("max_connections", max_connections)
+        if http_client is None:
+            timeout = _check_timeout(timeout)
+        elif timeout is not DEFAULT_TIMEOUT:
+            raise ValueError(
+                "timeout= applies to the client's own connection pool; with http_client=, "
+                "set the timeout on that httpx.AsyncClient instead"
+            )
+        else:
+            timeout = _check_timeout(http_client.timeout, "http_client's timeout")
+        max_response_bytes = check_positive_int("max_response_bytes", max_response_bytes)
 
         self._base_url = _check_base_url(
             base_url or os.environ.get(_ENV_BASE_URL) or DEFAULT_BASE_URL
         )
-        self._credentials = Credentials(api_key, api_secret)
+        self._credentials = credentials
         self._clock = ServerClock(enabled=clock_correction)
-        self._auth = SigningAuth(self._credentials, self._clock)
         # Our own limiter validates rate_limit and burst now, but binds to a loop only later.
         self._limiter: RateLimiter = (
             limiter if limiter is not None else LocalRateLimiter(rate_limit, burst)
         )
-        self._retry = retry
         self._server_timezone = server_timezone
         self._converter = make_converter(server_timezone)
         self._structure_page: Callable[[Any, Any], Page[GroupCallRecord]] = (
             self._converter.get_structure_hook(Page[GroupCallRecord])
         )
+        if http_client is not None:
+            # Never more requests in flight than the pool has connections: no pool timeout.
+            pool = _pool_size(http_client, self._base_url)
+            max_connections = min(max_connections, pool) if pool else max_connections
         self._max_connections = max_connections
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
@@ -199,25 +278,33 @@ class AsyncVoiceClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         )
-        self._state = _State.UNOPENED
+        self._hooks = hooks
+        self._sender = Sender(
+            self._http,
+            self._base_url,
+            self._credentials,
+            self._clock,
+            self._limiter,
+            retry,
+            hooks,
+            deadline=_attempt_deadline(timeout),
+            max_response_bytes=max_response_bytes,
+        )
         # The loop this client first ran on; every later call must come from it.
         self._loop: asyncio.AbstractEventLoop | None = None
-        # One slot per pooled connection, made lazily on that loop.
-        self._slots: asyncio.Semaphore | None = None
-        self._hooks = hooks
-        # Absolute URL of each endpoint path, joined once.
-        self._urls: dict[str, httpx.URL] = {}
-        # Loop times of recent -18 replies, to tell a burst from a blip.
-        self._server_faults: deque[float] = deque()
-        # Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
-        self._retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # Closes the client when that loop shuts down (see _close_with_the_loop).
+        self._guard: AsyncGenerator[None, None] | None = None
+        self._closed_reason = ""
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
+        # Also shown for a client whose construction failed (in a traceback's locals).
+        credentials = getattr(self, "_credentials", None)
+        key = credentials.api_key if credentials is not None else None
+        base_url = str(getattr(self, "_base_url", ""))
         return (
-            f"AsyncVoiceClient(api_key={self._credentials.api_key!r}, "
-            f"base_url={str(self._base_url)!r}, state={self._state.value!r})"
+            f"AsyncVoiceClient(api_key={key!r}, base_url={base_url!r}, state={self._state.value!r})"
         )
 
     async def __aenter__(self) -> Self:
@@ -233,32 +320,80 @@ class AsyncVoiceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client and its connection pool (an injected ``http_client`` stays open)."""
+        """Close the client: calls from now on raise ``ClientStateError``, and so do the
+        requests in flight, which end at once; then the connection pool closes (an
+        injected ``http_client`` stays open). Safe to call twice, and after the event
+        loop the client ran on has closed (the client closed with it).
+        """
         if self._state is _State.CLOSED:
             return
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and asyncio.get_running_loop() is not loop:
+            raise ClientStateError("close this AsyncVoiceClient on the event loop it runs on")
+        self._closed_reason = _CLOSED
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            await guard.aclose()  # its finally block shuts the client
+        else:
+            await self._shut()
+
+    async def _close_with_the_loop(self) -> AsyncGenerator[None, None]:
+        # Parked on the client's loop by _bind_loop. A loop that shuts down closes every
+        # live async generator (asyncio.run does, after cancelling its tasks and before
+        # closing the loop), so this one closes the client while its connections can
+        # still be closed cleanly, not after, when they no longer can.
+        try:
+            yield
+        finally:
+            await self._shut()
+
+    async def _shut(self) -> None:
+        """Refuse new calls, end the requests in flight, then close the pool."""
+        if self._state is _State.CLOSED and self._sender.closed:
+            return
         self._state = _State.CLOSED
+        self._closed_reason = self._closed_reason or _CLOSED_WITH_THE_LOOP
+        loop = self._loop
+        if loop is not None and loop.is_closed():
+            # Closed without shutting its async generators down: with the loop went every
+            # connection's transport, and nothing is left to end or to close cleanly.
+            self._sender.closed = True
+            logger.debug("the client's event loop was closed before the client")
+            return
+        await self._sender.close()
         if self._owns_http:
             await self._http.aclose()
 
     @property
     def is_closed(self) -> bool:
-        """Whether ``aclose()`` has run."""
+        """Whether the client is closed (by ``aclose()``, or with its event loop)."""
         return self._state is _State.CLOSED
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         if self._state is _State.CLOSED:
-            raise ClientStateError("the client is closed; create a new AsyncVoiceClient")
+            raise ClientStateError(self._closed_reason or _CLOSED)
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-            self._slots = asyncio.Semaphore(self._max_connections)
+            self._sender.bind(loop, self._max_connections)
             self._state = _State.OPENED
+            self._guard = self._close_with_the_loop()
+            _park(self._guard)
         elif loop is not self._loop:
             raise ClientStateError(
                 "this AsyncVoiceClient belongs to another event loop; an asyncio client "
                 "cannot move between loops, so create one client per event loop"
             )
         return loop
+
+    @property
+    def _retry_sleep(self) -> Callable[[float], Awaitable[None]]:
+        # Test seam: how retry waits sleep (tests swap in a recorder; nothing else should).
+        return self._sender.retry_sleep
+
+    @_retry_sleep.setter
+    def _retry_sleep(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._sender.retry_sleep = sleep
 
     # -- settings that other layers read ------------------------------------------------
 
@@ -430,13 +565,14 @@ class AsyncVoiceClient:
             server_timezone=self._server_timezone,
         )
 
-    # -- the send path --------------------------------------------------------------------
+    # -- requests ---------------------------------------------------------------------------
 
     async def _fetch_page(
         self, query: GroupCallQuery, page: int, size: int, tally: CallTally | None = None
     ) -> Page[GroupCallRecord]:
-        """One page of a checked query, through every layer."""
-        envelope = await self._call(GROUP_CALL_QUERY_PATH, query.body(page, size), tally)
+        """One page of a checked query, through the send path."""
+        self._bind_loop()
+        envelope = await self._sender.call(GROUP_CALL_QUERY_PATH, query.body(page, size), tally)
         try:
             return self._structure_page(envelope.data, Page[GroupCallRecord])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -445,166 +581,3 @@ class AsyncVoiceClient:
                 status_code=200,
                 body=json.dumps(envelope.data)[:500],
             ) from exc
-
-    async def _call(
-        self, path: str, payload: dict[str, Any], tally: CallTally | None = None
-    ) -> Envelope:
-        """POST ``payload`` to ``path`` with retries; return the successful envelope."""
-        self._bind_loop()
-        content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        url = self._urls.get(path)
-        if url is None:
-            # httpx parses a URL several times over; joining once per path took about a
-            # fifth of a call's own cost.
-            url = self._urls[path] = self._base_url.join(path)
-        attempt_number = 0
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            if self._hooks is not None and exc is not None:
-                reason = outcome_label(exc)
-                event = RetryEvent(path, state.attempt_number, reason, state.upcoming_sleep)
-                call_hook(self._hooks, "on_retry", event)
-            logger.warning(
-                "retrying POST %s in %.2fs (attempt %d failed: %s)",
-                path,
-                state.upcoming_sleep,
-                state.attempt_number,
-                exc,
-            )
-
-        retrying = self._retry.retrying(sleep=self._retry_sleep, before_sleep=before_sleep)
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempt_number = attempt.retry_state.attempt_number
-                    if tally is not None:
-                        tally.attempts += 1
-                        if attempt_number > 1:
-                            tally.retries += 1
-                    return await self._attempt(url, path, content, attempt_number, tally)
-        except ItnioError as exc:
-            exc.attempts = attempt_number
-            raise
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
-
-    async def _attempt(
-        self,
-        url: httpx.URL,
-        path: str,
-        content: bytes,
-        attempt_number: int,
-        tally: CallTally | None,
-    ) -> Envelope:
-        """One request: slot, token, sign, send, and read the reply into a typed result."""
-        assert self._slots is not None  # set by _bind_loop
-        loop_time = asyncio.get_running_loop().time
-        outcome: str | None = None  # stays None if cancelled: no event for those
-        status_code: int | None = None
-        limiter_wait = 0.0
-        started = loop_time()
-        try:
-            async with self._slots:
-                await self._limiter.acquire()
-                limiter_wait = loop_time() - started
-                if tally is not None:
-                    tally.limiter_wait += limiter_wait
-                if self._state is _State.CLOSED:
-                    raise ClientStateError("the client was closed while the request waited")
-                started = loop_time()
-                sent_at = self._clock.wall()
-                response = await self._send(url, path, content, attempt_number)
-                received_at = self._clock.wall()
-            status_code = response.status_code
-            envelope = await self._read(response, path, attempt_number, sent_at, received_at)
-            outcome = "ok"
-            return envelope
-        except ItnioError as exc:
-            outcome = outcome_label(exc)
-            if isinstance(exc, VendorServerError):
-                await self._note_server_fault()
-            raise
-        finally:
-            if outcome is not None and self._hooks is not None:
-                event = AttemptEvent(
-                    path, attempt_number, outcome, status_code, loop_time() - started, limiter_wait
-                )
-                call_hook(self._hooks, "on_attempt", event)
-
-    async def _send(
-        self, url: httpx.URL, path: str, content: bytes, attempt_number: int
-    ) -> httpx.Response:
-        """The transport, its exceptions turned into ours."""
-        try:
-            return await self._http.post(
-                url, content=content, headers={"Content-Type": CONTENT_TYPE}, auth=self._auth
-            )
-        except httpx.TimeoutException as exc:
-            logger.debug("POST %s attempt=%d timeout: %r", path, attempt_number, exc)
-            raise ItnioTimeoutError(f"POST {path} timed out: {type(exc).__name__}") from exc
-        except httpx.RequestError as exc:
-            logger.debug("POST %s attempt=%d transport error: %r", path, attempt_number, exc)
-            raise ItnioTransportError(f"POST {path} failed: {type(exc).__name__}: {exc}") from exc
-
-    async def _note_server_fault(self) -> None:
-        """Count a -18; on a burst, hold off every task sharing the limiter.
-
-        One -18 is retried by its own call. Several within a second mean the vendor is
-        struggling: pausing the shared limiter (for every process, with a shared one)
-        backs everyone off together instead of each task hammering on its own.
-        """
-        now = asyncio.get_running_loop().time()
-        recent = self._server_faults
-        recent.append(now)
-        while now - recent[0] > 1.0:
-            recent.popleft()
-        if len(recent) >= SERVER_FAULT_BURST:
-            extra = len(recent) - SERVER_FAULT_BURST
-            pause = self._retry.backoff_ceiling(extra + 1)
-            logger.warning(
-                "%d '-18' replies within a second: pausing for %.2fs", len(recent), pause
-            )
-            await self._limiter.pause(pause)
-
-    async def _read(
-        self,
-        response: httpx.Response,
-        path: str,
-        attempt_number: int,
-        sent_at: float,
-        received_at: float,
-    ) -> Envelope:
-        status = response.status_code
-        retry_after = _parse_retry_after(response.headers.get("retry-after"))
-        if retry_after is not None:
-            # Pause every task sharing the limiter, not only this one.
-            await self._limiter.pause(min(retry_after, self._retry.max_retry_after))
-        if not 200 <= status < 300:
-            logger.debug("POST %s attempt=%d http=%d", path, attempt_number, status)
-            error_cls = RateLimitedError if status == 429 else ItnioHTTPError
-            raise error_cls(
-                status, response.text, reason=response.reason_phrase, retry_after=retry_after
-            )
-        try:
-            envelope = decode_envelope(response.content, status)
-        except TimestampExpiredError as exc:
-            before = self._clock.offset
-            learned = self._clock.learn(response.headers, sent_at, received_at)
-            # Only a real change of the offset earns an immediate retry; a server that keeps
-            # answering -16 with the same Date gets the usual backoff.
-            exc.clock_corrected = learned and abs(self._clock.offset - before) >= 1.0
-            if learned and self._clock.offset != before:
-                call_hook(self._hooks, "on_clock_offset", self._clock.offset)
-            logger.debug(
-                "POST %s attempt=%d code=-16 clock_offset=%.3fs (corrected=%s)",
-                path,
-                attempt_number,
-                self._clock.offset,
-                exc.clock_corrected,
-            )
-            raise
-        except ItnioError as exc:
-            logger.debug("POST %s attempt=%d http=%d error=%s", path, attempt_number, status, exc)
-            raise
-        logger.debug("POST %s attempt=%d http=%d code=0", path, attempt_number, status)
-        return envelope

@@ -205,4 +205,4 @@ def decode_envelope(body: bytes, status_code: int) -> Envelope:
 
 
 def _text(body: bytes) -> str:
-    return body.decode("utf-8", errors="replace")
+    return body[:4096].decode("utf-8", errors="replace")  # an excerpt is all an error keeps

@@ -29,6 +29,8 @@ class CallTally:
     retries: int = 0
     #: Seconds spent waiting for the rate limiter.
     limiter_wait: float = 0.0
+    #: Seconds spent waiting for a connection slot (all the client's connections busy).
+    slot_wait: float = 0.0
 
 
 @attrs.frozen(slots=True)
@@ -48,6 +50,8 @@ class AttemptEvent:
     duration: float
     #: Seconds this attempt waited for the rate limiter before it was sent.
     limiter_wait: float
+    #: Seconds this attempt waited, before that, for one of the client's connections.
+    slot_wait: float = 0.0
 
 
 @attrs.frozen(slots=True)

@@ -23,8 +23,9 @@ class RateLimiter(Protocol):
     """What the client needs of a rate limiter.
 
     ``acquire`` waits until one request may be sent and takes one token; if the waiting task
-    is cancelled, it must take nothing. ``pause`` makes every later ``acquire`` (of every
-    task and, for a shared limiter, every process) wait at least ``seconds`` from now.
+    is cancelled, it must take nothing. ``pause`` makes every ``acquire`` that has not
+    returned yet, those already waiting included (of every task and, for a shared limiter,
+    every process), wait at least ``seconds`` from now.
     """
 
     async def acquire(self) -> None: ...
@@ -32,15 +33,23 @@ class RateLimiter(Protocol):
     async def pause(self, seconds: float) -> None: ...
 
 
+#: The slowest rate accepted, in requests per second: one an hour. A slower one (1e-300,
+#: say) would block every request for good.
+MIN_RATE = 1 / 3600
+
+
 def check_rate(rate: object, *, name: str = "rate", none_allowed: bool = False) -> float:
-    """Return ``rate`` (requests per second) if it is a finite number > 0, else raise naming
-    ``name`` (the message says "or None" where the caller takes ``None`` for no limit).
-    Every limiter checks its rate with this."""
+    """Return ``rate`` (requests per second) if it is a finite number of at least one an
+    hour (``MIN_RATE``), else raise naming ``name`` (the message says "or None" where the
+    caller takes ``None`` for no limit). Every limiter checks its rate with this."""
     or_none = " or None" if none_allowed else ""
     if isinstance(rate, bool) or not isinstance(rate, int | float):
         raise TypeError(f"{name} must be a number{or_none}, got {type(rate).__name__}")
-    if not (rate > 0 and math.isfinite(rate)):
-        raise ValueError(f"{name} must be a positive, finite number{or_none}, got {rate!r}")
+    if not (rate >= MIN_RATE and math.isfinite(rate)):
+        raise ValueError(
+            f"{name} must be a finite number >= {MIN_RATE:.6g} (one request an hour)"
+            f"{or_none}, got {rate!r}"
+        )
     return rate
 
 
@@ -99,20 +108,26 @@ class LocalRateLimiter:
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
-        # A deadline that a later pause() may push further out, so sleep and look again;
-        # an Event would need a timer of its own for the same thing.
-        while (delay := self._paused_until - loop.time()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
-        if self.rate is None:
-            return
-        bucket = self._bucket
-        if bucket is None:
-            interval = (1.0 + RATE_MARGIN) / self.rate
-            capacity = self.burst + min(MAX_LATENESS, interval / 4) / interval
-            bucket = self._bucket = AsyncLimiter(capacity, capacity * interval)
-        # aiolimiter adds to the bucket only after its wait returns, so a waiter that is
-        # cancelled takes no capacity.
-        await bucket.acquire()
+        while True:
+            # A deadline that a later pause() may push further out, so sleep and look
+            # again; an Event would need a timer of its own for the same thing.
+            while (delay := self._paused_until - loop.time()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(delay)
+            if self.rate is None:
+                return
+            bucket = self._bucket
+            if bucket is None:
+                interval = (1.0 + RATE_MARGIN) / self.rate
+                capacity = self.burst + min(MAX_LATENESS, interval / 4) / interval
+                bucket = self._bucket = AsyncLimiter(capacity, capacity * interval)
+            # aiolimiter adds to the bucket only after its wait returns, so a waiter that
+            # is cancelled takes no capacity.
+            await bucket.acquire()
+            if self._paused_until <= loop.time():
+                return
+            # A pause began while this waiter was queued in the bucket: it must hold too.
+            # The token it took stays spent (aiolimiter cannot give one back), so after
+            # the pause it queues again: that only ever makes the limit stricter.
 
     async def pause(self, seconds: float) -> None:
         if seconds > 0:

@@ -124,6 +124,13 @@ class GroupCallQuery:
         wire_end = _to_server_time("end", end, server_timezone)
         if wire_end < wire_start:
             raise ValueError(f"end ({wire_end}) is before start ({wire_start})")
+        if isinstance(search, str) and not search.isascii():
+            try:
+                search.encode()
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"search holds a lone surrogate at position {exc.start}: not text"
+                ) from None
         return cls(
             wire_start,
             wire_end,

@@ -103,9 +103,9 @@ class StreamSpec(Generic[T]):
 class StreamProgress:
     """How far a stream has come. Read it from ``stream.progress`` or ``on_progress``.
 
-    Updated each time the stream hands out a page; ``requests``, ``retries`` and
-    ``limiter_wait`` then include everything sent so far (use ``ClientHooks`` to see
-    each request as it happens).
+    Updated each time the stream hands out a page; ``requests``, ``retries``,
+    ``limiter_wait`` and ``slot_wait`` then include everything sent so far (use
+    ``ClientHooks`` to see each request as it happens).
     """
 
     #: Pages handed out.
@@ -122,6 +122,8 @@ class StreamProgress:
     retries: int = 0
     #: Seconds spent waiting for the rate limiter, summed over requests.
     limiter_wait: float = 0.0
+    #: Seconds spent waiting for a connection slot, summed over requests.
+    slot_wait: float = 0.0
     #: Offset mode: times the result changed under the stream and pages were read again.
     resyncs: int = 0
     #: Offset mode: the first page not yet handed out (``start_page=`` to resume).
@@ -428,6 +430,7 @@ class _Engine(Generic[T]):
         progress.requests = tally.attempts
         progress.retries = tally.retries
         progress.limiter_wait = tally.limiter_wait
+        progress.slot_wait = tally.slot_wait
 
     def _handed_out(self, batch: Batch[T]) -> None:
         progress, plan = self._progress, self._plan

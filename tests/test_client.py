@@ -573,8 +573,9 @@ async def test_cancelling_during_a_request_is_not_retried() -> None:
             await task
         assert calls == 1
         # The client still works afterwards.
-        assert client._slots is not None
-        assert not client._slots.locked()
+        slots = client._sender._slots
+        assert slots is not None
+        assert not slots.locked()
 
 
 async def test_cancelling_during_a_backoff_wait_stops_retrying(make_client: Any) -> None:

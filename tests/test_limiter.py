@@ -85,6 +85,32 @@ def test_a_pause_holds_every_waiter_until_it_ends() -> None:
     assert run_virtual(main) == [2.0, 2.0, 2.0]
 
 
+def test_a_pause_holds_the_waiters_already_queued_in_the_bucket() -> None:
+    # At 5 requests/s, six waiters queue in the bucket; a 429 arrives just after the first
+    # went out, and its pause must hold the five still waiting, not only later callers.
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        limiter = LocalRateLimiter(5)
+        times: list[float] = []
+
+        async def one() -> None:
+            await limiter.acquire()
+            times.append(loop.time())
+
+        waiters = [asyncio.create_task(one()) for _ in range(6)]
+        await asyncio.sleep(0.01)  # the first is through, the others wait in the bucket
+        await limiter.pause(2.0)
+        await asyncio.gather(*waiters)
+        return times
+
+    times = run_virtual(main)
+    assert times[0] == 0.0
+    during = [t for t in times[1:] if t < 0.01 + 2.0]
+    assert during == []
+    # After the pause they go at the rate again, not all at once.
+    assert most_in_any_second(times[1:]) <= 5
+
+
 def test_a_cancelled_waiter_takes_no_token() -> None:
     async def main() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
