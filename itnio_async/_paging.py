@@ -472,6 +472,11 @@ class CursorPlan(Generic[T]):
                 self._first = self._cursor_fetch(self._slices[0])
                 self._issue(self._first, self._slices[0], "cursor", out)
             return out
+        # The head's moves that carry no record are handed out here, not left to
+        # take(): held back, they keep the head "unfinished" and fill the read-ahead,
+        # and take() would then consume them, unblock the next slice and return None
+        # with a fetch due that nobody asks for: the stream waited forever.
+        self._skip_moves()
         ahead = sum(len(s.ready) for s in self._slices)
         head = self._head()
         for s in self._slices:
@@ -615,6 +620,15 @@ class CursorPlan(Generic[T]):
                 s.in_flight = None
         self._in_flight.clear()
         self._cuts.clear()
+
+    def _skip_moves(self) -> None:
+        """Hand out the head slice's leading position moves that hold no record."""
+        while True:
+            self._prune()
+            s = self._slices[0] if self._slices else None
+            if s is None or not s.ready or s.ready[0].records:
+                return
+            s.out_time, s.out_seen = s.ready.popleft().after
 
     def _prune(self) -> None:
         if self._ordered:
