@@ -477,20 +477,10 @@ class CursorPlan(Generic[T]):
         # and take() would then consume them, unblock the next slice and return None
         # with a fetch due that nobody asks for: the stream waited forever.
         self._skip_moves()
-        ahead = sum(len(s.ready) for s in self._slices)
-        head = self._head()
-        for s in self._slices:
-            if len(self._in_flight) >= self._concurrency:
-                return out
-            if s.done or s.frontier or s.in_flight is not None:
-                continue
-            if s is not head and ahead + len(self._in_flight) >= self._read_ahead:
-                return out
-            if s.second is not None:
-                self._issue(self._second_fetch(s), s, "second", out)
-            else:
-                self._issue(self._cursor_fetch(s), s, "cursor", out)
-        self._plan_cuts(out)
+        if self._start_slices(out) and self._plan_cuts(out):
+            # The frontier was just let go, to be fetched by cursor: start it now, as
+            # nothing else may be in flight to bring the task layer back here.
+            self._start_slices(out)
         return out
 
     def on_reply(self, fetch: Fetch, page: Page[T]) -> None:
@@ -576,6 +566,23 @@ class CursorPlan(Generic[T]):
         )
 
     # -- fetching -----------------------------------------------------------------------
+
+    def _start_slices(self, out: list[Fetch]) -> bool:
+        """Start the slices' next fetches; ``False`` if workers or read-ahead ran out."""
+        ahead = sum(len(s.ready) for s in self._slices)
+        head = self._head()
+        for s in self._slices:
+            if len(self._in_flight) >= self._concurrency:
+                return False
+            if s.done or s.frontier or s.in_flight is not None:
+                continue
+            if s is not head and ahead + len(self._in_flight) >= self._read_ahead:
+                return False
+            if s.second is not None:
+                self._issue(self._second_fetch(s), s, "second", out)
+            else:
+                self._issue(self._cursor_fetch(s), s, "cursor", out)
+        return True
 
     def _issue(self, fetch: Fetch, s: _Slice[T], purpose: str, out: list[Fetch]) -> None:
         if self.sent >= self._budget:
@@ -720,15 +727,17 @@ class CursorPlan(Generic[T]):
 
     # -- cutting the frontier -----------------------------------------------------------
 
-    def _plan_cuts(self, out: list[Fetch]) -> None:
-        """Cut the frontier into slices while workers are free (one batch at a time)."""
+    def _plan_cuts(self, out: list[Fetch]) -> bool:
+        """Cut the frontier into slices while workers are free (one batch at a time).
+
+        ``True`` when the frontier is let go uncut instead (its fetch is not started)."""
         frontier = self._slices[-1] if self._slices and self._slices[-1].frontier else None
         if frontier is None or self._cuts:
-            return
+            return False
         active = sum(1 for s in self._slices if not s.done and not s.frontier)
         free = min(self._concurrency - active, self._concurrency - len(self._in_flight))
         if free <= 0:
-            return
+            return False
         rest = self._frontier_pages
         if self._remaining is not None:
             rest = min(rest, math.ceil(self._remaining / self._size))
@@ -741,13 +750,14 @@ class CursorPlan(Generic[T]):
             cuts, self._release_after_cuts = slices - 1, True
         if cuts <= 0:
             frontier.frontier = False  # small enough: fetch it by cursor
-            return
+            return True
         for j in range(1, cuts + 1):
             fetch = Fetch(
                 next(self._keys), frontier.lo, self._end_for(frontier.time), j * each, self._size
             )
             self._cuts.append((fetch, None))
             self._issue(fetch, frontier, "cut", out)
+        return False
 
     def _on_cut(self, fetch: Fetch, page: Page[T]) -> None:
         self._cuts = [(f, page if f is fetch else p) for f, p in self._cuts]

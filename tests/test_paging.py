@@ -472,3 +472,14 @@ def test_a_still_result_with_no_full_second_takes_at_most_pages_and_twice_the_co
     assert sorted(driver.run.records, key=id_of) == sorted(before, key=id_of)
     pages = math.ceil(len(before) / page_size)
     assert len(driver.run.fetches) <= bound_when_still(pages, concurrency)
+
+
+def test_a_small_rest_after_the_first_reply_is_asked_for_at_once() -> None:
+    """The task layer asks again only after a reply or a batch: work due must show at once."""
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(25)], [], end_exclusive=False)
+    plan = new_cursor_plan(None, page_size=10, concurrency=1, ordered=True)
+    [first] = plan.due()
+    plan.on_reply(first, vendor.answer(first))
+    [second] = plan.due()  # too little is left to cut: the rest goes by cursor, now
+    assert second.page == 1
+    assert second.end < END
