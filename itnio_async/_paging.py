@@ -510,7 +510,10 @@ class CursorPlan(Generic[T]):
             self._first_reply = page
             self.total = page.total
             self._budget += 2 * math.ceil(page.total / self._size)
-            if len(page.records) < page.total:
+            # Only the last slice can be the frontier (cuts take from the end of the
+            # window): a resumed plan's first slice marked so while others came after it
+            # was never fetched again, and the stream waited forever.
+            if len(page.records) < page.total and s is self._slices[-1]:
                 s.frontier = True
                 self._frontier_pages = math.ceil((page.total - len(page.records)) / self._size)
         if purpose == "second":
