@@ -144,7 +144,12 @@ class Range:
 
 
 def _wire_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S")
+    # By hand: strftime("%Y") does not pad years before 1000 on glibc, and strptime
+    # then refused the cursor of a window from datetime.min.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
 
 
 def _parse_time(value: object) -> datetime:

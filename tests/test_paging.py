@@ -12,10 +12,13 @@ the cursor's string, as a user would).
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import random
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -604,3 +607,102 @@ def test_a_balanced_swap_inside_a_crowded_second_loses_nothing() -> None:
             records.extend(batch.records)
         assert vendor.answers < 50
     assert sorted(r.ident for r in records if r.ident != 5) == sorted(ids)
+
+
+# -- the cursor's string ---------------------------------------------------------------------
+
+WHOLE_SECONDS = st.datetimes().map(lambda d: d.replace(microsecond=0))
+IDS = st.one_of(st.integers(-(2**63), 2**63), st.text(max_size=8))
+RANGES = st.builds(Range, WHOLE_SECONDS, WHOLE_SECONDS, st.frozensets(IDS, max_size=4))
+COMMON = {
+    "endpoint": st.text(max_size=12),
+    "start": WHOLE_SECONDS,
+    "end": WHOLE_SECONDS,
+    "requested_end": WHOLE_SECONDS,
+    "filters": st.text(max_size=30),
+}
+CURSORS = st.one_of(
+    st.builds(
+        StreamCursor,
+        mode=st.just(PagingMode.CURSOR),
+        ranges=st.lists(RANGES, max_size=4).map(tuple),
+        **COMMON,
+    ),
+    st.builds(
+        StreamCursor,
+        mode=st.just(PagingMode.OFFSET),
+        page=st.integers(1, 10**9),
+        page_size=st.integers(1, 100),
+        exclude=st.frozensets(IDS, max_size=4),
+        **COMMON,
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cursor=CURSORS)
+def test_a_cursor_read_back_from_its_string_is_the_same_cursor(cursor: StreamCursor) -> None:
+    text = str(cursor)
+    assert text == cursor.to_string()
+    assert text.startswith("itc1.")
+    assert text.isascii()
+    assert " " not in text
+    assert StreamCursor.from_string(text) == cursor
+
+
+def _encoded(payload: bytes) -> str:
+    return "itc1." + base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+#: A cursor's fields with any JSON in them.
+PAYLOADS = st.fixed_dictionaries(
+    {},
+    optional={
+        key: st.one_of(JSON, st.just("cursor"), st.just("2024-01-01T00:00:00"))
+        for key in "estrfmgpzx"
+    },
+)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"page": 0},
+        {"page_size": 0},
+        {"page_size": 101},
+        {"mode": "sideways"},
+        {"start": "2024-01-01 00:00:00"},
+        {"ranges": [["2024-01-01T00:00:00", "2024-01-02T00:00:00", [1.5]]]},
+        {"ranges": [["2024-01-01T00:00:00", "2024-01-02T00:00:00", [True]]]},
+    ],
+)
+def test_a_cursor_string_with_one_bad_field_is_refused(change: dict[str, Any]) -> None:
+    good = StreamCursor(
+        endpoint="group_calls",
+        start=START,
+        end=END,
+        requested_end=END,
+        filters="{}",
+        mode=PagingMode.OFFSET if "page" in str(change) else PagingMode.CURSOR,
+        ranges=(Range(START, END, frozenset({1, "a"})),),
+    )
+    payload = json.loads(base64.urlsafe_b64decode(str(good)[5:] + "=="))
+    key = {"page": "p", "page_size": "z", "mode": "m", "start": "s", "ranges": "g"}
+    for name, value in change.items():
+        payload[key[name]] = value
+    with pytest.raises(ValueError, match="resume_from"):
+        StreamCursor.from_string(_encoded(json.dumps(payload).encode()))
+
+
+def test_a_cursor_is_done_only_in_cursor_mode_with_nothing_left() -> None:
+    common = {"endpoint": "e", "start": START, "end": END, "requested_end": END, "filters": "{}"}
+    assert StreamCursor(mode=PagingMode.CURSOR, **common).done
+    assert not StreamCursor(mode=PagingMode.CURSOR, ranges=(Range(START, END),), **common).done
+    assert not StreamCursor(mode=PagingMode.OFFSET, **common).done
