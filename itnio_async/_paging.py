@@ -247,7 +247,15 @@ class StreamCursor:
                 page_size=_int(data.get("z", 100)),
                 exclude=frozenset(_ids(data.get("x", ()))),
             )
-        except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        # RecursionError: JSON nested deeper than the decoder goes is not a cursor either.
+        except (
+            binascii.Error,
+            UnicodeDecodeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            RecursionError,
+        ) as exc:
             raise ValueError(f"resume_from: not a valid stream cursor ({exc})") from None
         if cursor.page < 1 or not 1 <= cursor.page_size <= 100:
             raise ValueError("resume_from: not a valid stream cursor (page out of range)")

@@ -671,6 +671,35 @@ PAYLOADS = st.fixed_dictionaries(
 )
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(),
+        st.text().map(lambda t: "itc1." + t),
+        st.binary().map(_encoded),
+        JSON.map(lambda v: _encoded(json.dumps(v).encode())),
+        PAYLOADS.map(lambda v: _encoded(json.dumps(v).encode())),
+        st.none(),
+        st.integers(),
+        st.binary(),
+    )
+)
+def test_anything_but_a_cursor_string_raises_a_value_error_naming_resume_from(text: object) -> None:
+    try:
+        cursor = StreamCursor.from_string(text)
+    except ValueError as exc:
+        message = str(exc)
+    else:  # a real cursor by chance: then it reads back the same
+        assert StreamCursor.from_string(str(cursor)) == cursor
+        return
+    assert "resume_from" in message
+
+
+def test_a_cursor_string_nested_deeper_than_json_decodes_raises_a_value_error() -> None:
+    with pytest.raises(ValueError, match="resume_from"):
+        StreamCursor.from_string(_encoded(b"[" * 100_000))
+
+
 @pytest.mark.parametrize(
     "change",
     [
