@@ -25,17 +25,20 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from itnio_async import ResultUnstableError
+from itnio_async import MalformedResponseError, ResultUnstableError
 from itnio_async._models import Page
 from itnio_async._paging import (
+    MAX_REREADS,
     MIN_SLICE_PAGES,
     Batch,
     CursorPlan,
+    Fallback,
     Fetch,
     OffsetPlan,
     PagingMode,
     Range,
     StreamCursor,
+    check_reply,
 )
 from itnio_async._stream import READ_AHEAD_RECORDS
 
@@ -735,3 +738,222 @@ def test_a_cursor_is_done_only_in_cursor_mode_with_nothing_left() -> None:
     assert StreamCursor(mode=PagingMode.CURSOR, **common).done
     assert not StreamCursor(mode=PagingMode.CURSOR, ranges=(Range(START, END),), **common).done
     assert not StreamCursor(mode=PagingMode.OFFSET, **common).done
+
+
+# -- check_reply -----------------------------------------------------------------------------
+
+FETCH = Fetch(key=1, start=START, end=END, page=2, size=10)
+
+
+def _page(
+    n: int, *, total: int = 35, size: int = 10, current: int = 2, pages: int | None = None
+) -> Page[Rec]:
+    records = tuple(Rec(END, i) for i in range(n))
+    return Page(records, total, size, current, math.ceil(total / size) if pages is None else pages)
+
+
+@pytest.mark.parametrize(
+    ("page", "fetch"),
+    [
+        (_page(10), FETCH),
+        (_page(5, total=15), FETCH),  # the last page, partial
+        (_page(0, total=3), FETCH),  # past the end: empty, and says so
+        (_page(0, total=0, current=1, pages=0), attrs.evolve(FETCH, page=1)),
+    ],
+)
+def test_a_reply_that_agrees_with_itself_and_the_request_passes(
+    page: Page[Rec], fetch: Fetch
+) -> None:
+    check_reply(fetch, page)
+
+
+@pytest.mark.parametrize(
+    ("page", "says"),
+    [
+        (_page(10, current=1), "got page 1"),  # not the page asked for
+        (_page(10, current=3), "got page 3"),
+        (_page(5, size=5, total=35), "says 5"),  # capped at 5 a page, and says so
+        (_page(5), "holds 5 records"),  # half a page in the middle
+        (_page(0), "holds 0 records"),  # empty, while more are promised
+        (_page(11), "holds 11 records"),  # more than a page
+        (_page(3, total=15), "holds 3 records"),  # a short last page
+        (_page(10, pages=3), "pages 3"),  # pages do not match total / size
+        (_page(10, pages=5), "pages 5"),
+        (_page(0, total=-1, pages=0), "negative total"),
+    ],
+)
+def test_a_reply_that_contradicts_itself_or_the_request_is_malformed(
+    page: Page[Rec], says: str
+) -> None:
+    with pytest.raises(MalformedResponseError, match=says):
+        check_reply(FETCH, page)
+
+
+# -- offset mode -----------------------------------------------------------------------------
+
+
+def new_offset_plan(
+    *, page_size: int, concurrency: int, first_page: int = 1, limit: int | None = None
+) -> OffsetPlan[Rec]:
+    return OffsetPlan(
+        window=WINDOW,
+        first_page=first_page,
+        page_size=page_size,
+        concurrency=concurrency,
+        limit=limit,
+        id_of=id_of,
+    )
+
+
+@SETTINGS
+@given(seed=SEEDS, vendor=ANY_VENDOR, page_size=PAGE_SIZES, concurrency=st.integers(1, 6))
+def test_offset_mode_yields_a_still_result_exactly_once_in_order_a_request_a_page(
+    seed: int, vendor: Vendor, page_size: int, concurrency: int
+) -> None:
+    before = vendor.result()
+    driver = Driver(Chooser(seed), vendor, page_size, concurrency, ordered=True)
+    plan = driver.drive(new_offset_plan(page_size=page_size, concurrency=concurrency))
+    assert driver.run.records == before
+    assert len(driver.run.fetches) == max(1, math.ceil(len(before) / page_size))
+    assert isinstance(plan, OffsetPlan)
+    assert plan.rereads == 0
+    assert plan.next_page == max(2, math.ceil(len(before) / page_size) + 1)
+
+
+def test_offset_mode_reads_again_when_the_total_changes_and_drops_the_repeats() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(35)], [], end_exclusive=False)
+    before = vendor.result()
+    plan = new_offset_plan(page_size=5, concurrency=2)
+    records: list[Rec] = []
+    pages: list[int] = []
+    while not plan.finished:
+        for fetch in plan.due():
+            pages.append(fetch.page)
+            if fetch.page == 4 and plan.rereads == 0:
+                vendor.create(SPAN)  # at the head: every later page shifts by one
+                vendor.create(SPAN)
+            plan.on_reply(fetch, vendor.answer(fetch))
+            for gone in plan.obsolete():
+                assert gone != fetch.key
+        while (batch := plan.take()) is not None:
+            records.extend(batch.records)
+    assert plan.rereads == 1
+    assert [r for r in records if r.ident <= 35] == before
+    assert len(records) == len({r.ident for r in records})
+    assert pages.count(3) == 2  # read again from the page before the first not handed out
+    assert plan.total == 37
+
+
+def test_offset_mode_gives_up_with_result_unstable_when_the_total_changes_on_every_reply() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(40)], [], end_exclusive=False)
+    plan = new_offset_plan(page_size=5, concurrency=3)
+    flip = False
+    sent = 0
+    with pytest.raises(ResultUnstableError, match="kept changing"):
+        while not plan.finished:
+            for fetch in plan.due():
+                sent += 1
+                flip = not flip  # a task flapping at the head, or two replicas
+                if flip:
+                    vendor.create(SPAN)
+                else:
+                    vendor.remove(max(vendor.live))
+                plan.on_reply(fetch, vendor.answer(fetch))
+            while plan.take() is not None:
+                pass
+            assert sent < 200
+    assert plan.rereads == MAX_REREADS + 1
+    assert sent <= (MAX_REREADS + 1) * 3 + 1
+
+
+def test_offset_mode_refuses_a_page_that_only_repeats_an_earlier_one() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(30)], [], end_exclusive=False)
+    plan = new_offset_plan(page_size=10, concurrency=2)
+
+    def page_one_always(fetch: Fetch) -> Page[Rec]:
+        first = vendor.answer(attrs.evolve(fetch, page=1))
+        return attrs.evolve(first, current=fetch.page)  # and claims to be the page asked
+
+    handed: list[Rec] = []
+    with pytest.raises(MalformedResponseError, match="page 2 repeats an earlier page"):
+        while not plan.finished:
+            for fetch in plan.due():
+                plan.on_reply(fetch, page_one_always(fetch))
+            while (batch := plan.take()) is not None:
+                handed.extend(batch.records)
+    assert handed == vendor.result()[:10]
+
+
+def test_offset_mode_with_a_limit_fetches_no_page_beyond_it() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(40)], [], end_exclusive=False)
+    plan = new_offset_plan(page_size=5, concurrency=4, limit=12)
+    driver = Driver(Chooser(1), vendor, 5, 4, ordered=True)
+    driver.drive(plan)
+    assert driver.run.records == vendor.result()[:12]
+    assert max(f.page for f in driver.run.fetches) == 3
+
+
+# -- cursor mode: the vendor's order checked at runtime -------------------------------------
+
+
+def _reversed(page: Page[Rec]) -> Page[Rec]:
+    return attrs.evolve(page, records=page.records[::-1])
+
+
+def test_a_first_reply_ordered_oldest_first_makes_the_cursor_plan_fall_back_to_offsets() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(25)], [], end_exclusive=False)
+    plan = new_cursor_plan(None, page_size=10, concurrency=2, ordered=True)
+    [first] = plan.due()
+    with pytest.raises(Fallback) as caught:
+        plan.on_reply(first, _reversed(vendor.answer(first)))
+    assert "not newest first" in caught.value.reason
+    offset = plan.fallback()
+    assert isinstance(offset, OffsetPlan)
+    assert plan.due() == []
+    # Nothing went out: the offset plan reads from page 1 again.
+    driver = Driver(Chooser(0), vendor, 10, 2, ordered=True)
+    driver.drive(offset)
+    assert [f.page for f in driver.run.fetches] == [1, 2, 3]
+    assert driver.run.records == vendor.result()
+
+
+def test_a_second_reply_out_of_order_after_one_batch_falls_back_and_goes_on_from_page_two() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(35)], [], end_exclusive=False)
+    plan = new_cursor_plan(None, page_size=10, concurrency=1, ordered=True)
+    [first] = plan.due()
+    plan.on_reply(first, vendor.answer(first))
+    batch = plan.take()
+    assert batch is not None
+    [second] = plan.due()
+    with pytest.raises(Fallback):
+        plan.on_reply(second, _reversed(vendor.answer(second)))
+    driver = Driver(Chooser(0), vendor, 10, 1, ordered=True)
+    driver.drive(plan.fallback())
+    assert [f.page for f in driver.run.fetches] == [2, 3, 4]
+    assert list(batch.records) + driver.run.records == vendor.result()
+
+
+def test_a_first_reply_outside_the_window_makes_the_cursor_plan_fall_back() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(25)], [], end_exclusive=False)
+    plan = new_cursor_plan(None, page_size=10, concurrency=2, ordered=True)
+    [first] = plan.due()
+    page = vendor.answer(first)
+    late = attrs.evolve(page, records=(Rec(at(SPAN + 5), 99), *page.records[1:]))
+    with pytest.raises(Fallback, match="outside"):
+        plan.on_reply(first, late)
+
+
+def test_a_later_reply_out_of_order_is_malformed_once_more_than_the_first_batch_went_out() -> None:
+    vendor = Vendor([Rec(at(i), i + 1) for i in range(SPAN)], [], end_exclusive=False)
+    plan = new_cursor_plan(None, page_size=3, concurrency=1, ordered=True)
+    batches = 0
+    with pytest.raises(
+        MalformedResponseError, match=r"not newest first.*in the middle of a stream"
+    ):
+        while True:
+            for fetch in plan.due():
+                page = vendor.answer(fetch)
+                plan.on_reply(fetch, _reversed(page) if batches >= 2 else page)
+            while plan.take() is not None:
+                batches += 1
+            assert not plan.finished
