@@ -587,7 +587,18 @@ class CursorPlan(Generic[T]):
         """Start the slices' next fetches; ``False`` if workers or read-ahead ran out."""
         ahead = sum(len(s.ready) for s in self._slices)
         head = self._head()
+        # With a limit, records fetched and not handed out yet may cover it already:
+        # what comes after them in yield order is then never handed out. Not counted,
+        # a slow consumer let every slice read on up to the read-ahead.
+        remaining = self._remaining
+        covered = 0
+        if remaining is not None and not self._ordered:
+            covered = sum(len(r.records) for s in self._slices for r in s.ready)
         for s in self._slices:
+            if remaining is not None and self._ordered:
+                covered += sum(len(r.records) for r in s.ready)
+            if remaining is not None and covered >= remaining:
+                return False
             if len(self._in_flight) >= self._concurrency:
                 return False
             if s.done or s.frontier or s.in_flight is not None:

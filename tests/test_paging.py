@@ -481,6 +481,57 @@ def test_a_still_result_with_no_full_second_takes_at_most_pages_and_twice_the_co
     assert len(driver.run.fetches) <= bound_when_still(pages, concurrency)
 
 
+@SETTINGS
+@given(
+    seed=SEEDS,
+    vendor=ANY_VENDOR,
+    page_size=PAGE_SIZES,
+    concurrency=st.integers(1, 6),
+    ordered=st.booleans(),
+    limit=st.integers(0, 130),
+)
+# Records fetched but not handed out yet were not counted against the limit: while the
+# consumer was slow, every slice read on to the read-ahead, far past the limit's need.
+@example(
+    seed=0,
+    vendor=Vendor(
+        [Rec(at(1 if i in (31, 42, 43, 44, 46, 48, 49, 53, 61) else 0), i) for i in range(1, 68)],
+        [],
+        end_exclusive=False,
+    ),
+    page_size=1,
+    concurrency=2,
+    ordered=True,
+    limit=7,
+)
+def test_a_limit_stops_the_fetching_near_what_it_needs_however_slow_the_consumer(
+    seed: int, vendor: Vendor, page_size: int, concurrency: int, ordered: bool, limit: int
+) -> None:
+    before = vendor.result()
+    plan = CursorPlan(
+        (Range(*WINDOW),),
+        window=WINDOW,
+        page_size=page_size,
+        concurrency=concurrency,
+        ordered=ordered,
+        limit=limit,
+        read_ahead=stream_read_ahead(page_size, concurrency),
+        time_of=time_of,
+        id_of=id_of,
+    )
+    driver = Driver(Chooser(seed), vendor, page_size, concurrency, ordered)
+    driver.drive(plan)
+    records = driver.run.records
+    assert len(records) == min(limit, len(before))
+    assert len({r.ident for r in records}) == len(records)
+    if ordered:
+        assert records == before[:limit]
+    needed = math.ceil(len(records) / page_size)
+    # Slices past the limit's last record may each be reading when it is reached.
+    bound = needed + 4 * concurrency + 2 + 2 * full_seconds(before, page_size)
+    assert len(driver.run.fetches) <= bound
+
+
 def test_a_small_rest_after_the_first_reply_is_asked_for_at_once() -> None:
     """The task layer asks again only after a reply or a batch: work due must show at once."""
     vendor = Vendor([Rec(at(i), i + 1) for i in range(25)], [], end_exclusive=False)
