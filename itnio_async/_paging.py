@@ -144,7 +144,12 @@ class Range:
 
 
 def _wire_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S")
+    # By hand: strftime("%Y") does not pad years before 1000 on glibc, and strptime
+    # then refused the cursor of a window from datetime.min.
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
 
 
 def _parse_time(value: object) -> datetime:
@@ -242,7 +247,15 @@ class StreamCursor:
                 page_size=_int(data.get("z", 100)),
                 exclude=frozenset(_ids(data.get("x", ()))),
             )
-        except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        # RecursionError: JSON nested deeper than the decoder goes is not a cursor either.
+        except (
+            binascii.Error,
+            UnicodeDecodeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            RecursionError,
+        ) as exc:
             raise ValueError(f"resume_from: not a valid stream cursor ({exc})") from None
         if cursor.page < 1 or not 1 <= cursor.page_size <= 100:
             raise ValueError("resume_from: not a valid stream cursor (page out of range)")
@@ -472,20 +485,15 @@ class CursorPlan(Generic[T]):
                 self._first = self._cursor_fetch(self._slices[0])
                 self._issue(self._first, self._slices[0], "cursor", out)
             return out
-        ahead = sum(len(s.ready) for s in self._slices)
-        head = self._head()
-        for s in self._slices:
-            if len(self._in_flight) >= self._concurrency:
-                return out
-            if s.done or s.frontier or s.in_flight is not None:
-                continue
-            if s is not head and ahead + len(self._in_flight) >= self._read_ahead:
-                return out
-            if s.second is not None:
-                self._issue(self._second_fetch(s), s, "second", out)
-            else:
-                self._issue(self._cursor_fetch(s), s, "cursor", out)
-        self._plan_cuts(out)
+        # The head's moves that carry no record are handed out here, not left to
+        # take(): held back, they keep the head "unfinished" and fill the read-ahead,
+        # and take() would then consume them, unblock the next slice and return None
+        # with a fetch due that nobody asks for: the stream waited forever.
+        self._skip_moves()
+        if self._start_slices(out) and self._plan_cuts(out):
+            # The frontier was just let go, to be fetched by cursor: start it now, as
+            # nothing else may be in flight to bring the task layer back here.
+            self._start_slices(out)
         return out
 
     def on_reply(self, fetch: Fetch, page: Page[T]) -> None:
@@ -515,8 +523,10 @@ class CursorPlan(Generic[T]):
             self._first_reply = page
             self.total = page.total
             self._budget += 2 * math.ceil(page.total / self._size)
+            # Only the last slice can be the frontier (cuts take from the end of the
+            # window): a resumed plan's first slice marked so while others came after it
+            # was never fetched again, and the stream waited forever.
             if len(page.records) < page.total and s is self._slices[-1]:
-                # The rest of the (last) range is the frontier, to be cut into slices.
                 s.frontier = True
                 self._frontier_pages = math.ceil((page.total - len(page.records)) / self._size)
         if purpose == "second":
@@ -573,6 +583,34 @@ class CursorPlan(Generic[T]):
 
     # -- fetching -----------------------------------------------------------------------
 
+    def _start_slices(self, out: list[Fetch]) -> bool:
+        """Start the slices' next fetches; ``False`` if workers or read-ahead ran out."""
+        ahead = sum(len(s.ready) for s in self._slices)
+        head = self._head()
+        # With a limit, records fetched and not handed out yet may cover it already:
+        # what comes after them in yield order is then never handed out. Not counted,
+        # a slow consumer let every slice read on up to the read-ahead.
+        remaining = self._remaining
+        covered = 0
+        if remaining is not None and not self._ordered:
+            covered = sum(len(r.records) for s in self._slices for r in s.ready)
+        for s in self._slices:
+            if remaining is not None and self._ordered:
+                covered += sum(len(r.records) for r in s.ready)
+            if remaining is not None and covered >= remaining:
+                return False
+            if len(self._in_flight) >= self._concurrency:
+                return False
+            if s.done or s.frontier or s.in_flight is not None:
+                continue
+            if s is not head and ahead + len(self._in_flight) >= self._read_ahead:
+                return False
+            if s.second is not None:
+                self._issue(self._second_fetch(s), s, "second", out)
+            else:
+                self._issue(self._cursor_fetch(s), s, "cursor", out)
+        return True
+
     def _issue(self, fetch: Fetch, s: _Slice[T], purpose: str, out: list[Fetch]) -> None:
         if self.sent >= self._budget:
             raise ResultUnstableError(
@@ -616,6 +654,15 @@ class CursorPlan(Generic[T]):
                 s.in_flight = None
         self._in_flight.clear()
         self._cuts.clear()
+
+    def _skip_moves(self) -> None:
+        """Hand out the head slice's leading position moves that hold no record."""
+        while True:
+            self._prune()
+            s = self._slices[0] if self._slices else None
+            if s is None or not s.ready or s.ready[0].records:
+                return
+            s.out_time, s.out_seen = s.ready.popleft().after
 
     def _prune(self) -> None:
         if self._ordered:
@@ -707,15 +754,17 @@ class CursorPlan(Generic[T]):
 
     # -- cutting the frontier -----------------------------------------------------------
 
-    def _plan_cuts(self, out: list[Fetch]) -> None:
-        """Cut the frontier into slices while workers are free (one batch at a time)."""
+    def _plan_cuts(self, out: list[Fetch]) -> bool:
+        """Cut the frontier into slices while workers are free (one batch at a time).
+
+        ``True`` when the frontier is let go uncut instead (its fetch is not started)."""
         frontier = self._slices[-1] if self._slices and self._slices[-1].frontier else None
         if frontier is None or self._cuts:
-            return
+            return False
         active = sum(1 for s in self._slices if not s.done and not s.frontier)
         free = min(self._concurrency - active, self._concurrency - len(self._in_flight))
         if free <= 0:
-            return
+            return False
         rest = self._frontier_pages
         if self._remaining is not None:
             rest = min(rest, math.ceil(self._remaining / self._size))
@@ -730,13 +779,14 @@ class CursorPlan(Generic[T]):
             cuts, self._release_after_cuts = slices - 1, True
         if cuts <= 0:
             frontier.frontier = False  # small enough: fetch it by cursor
-            return
+            return True
         end = self._end_for(frontier.time)
         for j in range(1, cuts + 1):
             page = max(2, round(j * each))
             fetch = Fetch(next(self._keys), frontier.lo, end, page, self._size)
             self._cuts.append((fetch, None))
             self._issue(fetch, frontier, "cut", out)
+        return False
 
     def _on_cut(self, fetch: Fetch, page: Page[T]) -> None:
         self._cuts = [(f, page if f is fetch else p) for f, p in self._cuts]
