@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Final, Self
@@ -45,7 +45,7 @@ from ._errors import (
 from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
 from ._hooks import AttemptEvent, CallTally, ClientHooks, PageEvent, RetryEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
-from ._models import GroupCallRecord, Page
+from ._models import GroupCallRecord, GroupCallStatus, Page
 from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
@@ -305,7 +305,7 @@ class AsyncVoiceClient:
         start: datetime,
         end: datetime,
         *,
-        statuses: Any = None,
+        statuses: Iterable[GroupCallStatus | int | str] | None = None,
         app_id: int | None = None,
         search: str | None = None,
         page: int = 1,
@@ -326,7 +326,7 @@ class AsyncVoiceClient:
         start: datetime,
         end: datetime,
         *,
-        statuses: Any = None,
+        statuses: Iterable[GroupCallStatus | int | str] | None = None,
         app_id: int | None = None,
         search: str | None = None,
         page_size: int = 100,
@@ -364,7 +364,7 @@ class AsyncVoiceClient:
         start: datetime,
         end: datetime,
         *,
-        statuses: Any = None,
+        statuses: Iterable[GroupCallStatus | int | str] | None = None,
         app_id: int | None = None,
         search: str | None = None,
         page_size: int = 100,

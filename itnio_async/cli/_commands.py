@@ -271,18 +271,6 @@ _TIMES_HELP = (
     "--server-timezone"
 )
 
-#: Status names accepted by ``--statuses``: the enum's, plus short forms.
-_STATUS_NAMES: Final[dict[str, GroupCallStatus]] = {
-    **{member.name.lower(): member for member in GroupCallStatus},
-    "waiting": GroupCallStatus.WAITING_FOR_SUBMISSION,
-    "failed": GroupCallStatus.SUBMISSION_FAILED,
-    "canceled": GroupCallStatus.CANCELLED,
-}
-
-
-#: The documented statuses by number.
-_STATUS_NUMBERS: Final[dict[int, GroupCallStatus]] = {int(m): m for m in GroupCallStatus}
-
 
 class _UsageError(Exception):
     """A problem with the command or the environment, found before or as the run starts."""
@@ -308,23 +296,15 @@ def _time_arg(*, end: bool) -> Callable[[str], datetime]:
 
 
 def _statuses_arg(text: str) -> list[GroupCallStatus]:
+    """Comma-separated statuses, each as ``GroupCallStatus.parse`` reads it (as the library)."""
     statuses: list[GroupCallStatus] = []
     for part in text.split(","):
-        key = part.strip().lower().replace("-", "_")
-        if not key:
+        if not part.strip():
             continue
-        if key.lstrip("-").isdigit():
-            number = int(key)
-            if number not in _STATUS_NUMBERS:
-                raise argparse.ArgumentTypeError(f"not a documented status number: {number}")
-            statuses.append(_STATUS_NUMBERS[number])
-        elif key in _STATUS_NAMES:
-            statuses.append(_STATUS_NAMES[key])
-        else:
-            names = ", ".join(member.name.lower() for member in GroupCallStatus)
-            raise argparse.ArgumentTypeError(
-                f"unknown status {part.strip()!r}: use 0-6 or a name ({names})"
-            )
+        try:
+            statuses.append(GroupCallStatus.parse(part))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     if not statuses:
         raise argparse.ArgumentTypeError("no status given")
     return statuses
