@@ -26,9 +26,12 @@ Choices, and why (``--help`` says the same):
   accepted as short forms.
 * **Output**: one row per record with ``GroupCallRecord``'s snake_case fields, the status
   as its number plus ``status_name``, ``created_time`` in ISO 8601. The format follows
-  ``--format``, else the file's extension (``.csv``), else JSON Lines. Pages are written
-  whole, in order, one ``os.write`` each: the file always ends at a page boundary (a
-  failed write, a full disk say, is cut back with ``os.ftruncate``). The file is opened
+  ``--format``, else the file's extension (``.csv``), else JSON Lines. In CSV, a text
+  cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+  ``'`` (OWASP's advice against formula injection: task names are anyone's text, and the
+  files are opened in spreadsheets); ``--csv-raw`` writes cells as they came. Pages are
+  written whole, in order, one ``os.write`` each: the file always ends at a page boundary
+  (a failed write, a full disk say, is cut back with ``os.ftruncate``). The file is opened
   only when the first page arrives, so a refused request leaves an existing file untouched.
 * **Resuming** goes by the stream's cursor, which is exact even when tasks were created,
   removed or changed status between the runs. A file export keeps a manifest beside the
@@ -470,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the output file's extension, else jsonl",
     )
     add(
+        "--csv-raw",
+        action="store_true",
+        help="CSV: write every cell as the vendor sent it. By default a text cell starting "
+        "with =, +, -, @, a tab or a carriage return gets a leading ' so that a spreadsheet "
+        "shows it instead of running it as a formula (task names come from whoever creates "
+        "the tasks); JSON Lines is never changed",
+    )
+    add(
         "--page-size",
         type=_int_arg(1, MAX_PAGE_SIZE),
         default=MAX_PAGE_SIZE,
@@ -863,6 +874,7 @@ def _export(args: argparse.Namespace, connection: _Connection) -> int:
         append=offset,
         resume_at=manifest.bytes if manifest is not None and resuming else None,
         manifest=manifest,
+        csv_raw=args.csv_raw,
     )
     status = ExportStatus(
         page_size=args.page_size,
