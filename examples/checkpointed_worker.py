@@ -40,9 +40,16 @@ Settings (environment, read by ``examples/settings.py``, which says what each me
 ``REDIS_URL`` (with ``ITNIO_LIMIT_PREFIX``) to share the account's limit with the other
 processes using it.
 
+One copy per output: while it runs, a worker holds an exclusive lock (``flock``) on
+``june.jsonl.lock`` beside the output, and a second copy started on the same output exits
+at once with status 3 and a message saying so, instead of racing the first on the output
+and the checkpoint. The lock goes with the process, however it ends (``kill -9`` too); the
+empty lock file stays, which is harmless (deleting it could let two copies lock two files).
+
 Exit status: 0 done; 1 a vendor or network fault outlasted the retries (run it again to
-resume); 2 bad arguments, or a checkpoint of another job; 128 + the signal when stopped by
-SIGINT or SIGTERM (the checkpoint is consistent, run it again to resume).
+resume); 2 bad arguments, or a checkpoint of another job; 3 another copy is already
+writing this output (wait for it, or stop it); 128 + the signal when stopped by SIGINT or
+SIGTERM (the checkpoint is consistent, run it again to resume).
 """
 
 from __future__ import annotations
@@ -50,12 +57,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
@@ -69,7 +77,9 @@ from itnio_async import AsyncVoiceClient, ItnioError, StreamCursor
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "EXIT_BUSY",
     "Job",
+    "OutputBusyError",
     "Summary",
     "main",
     "run_job",
@@ -80,9 +90,42 @@ logger = logging.getLogger(__name__)
 #: The checkpoint's format; a checkpoint of another format is refused.
 CHECKPOINT_VERSION: Final = 2
 
+#: The exit status when another copy is already writing the output.
+EXIT_BUSY: Final = 3
+
 
 class CheckpointError(Exception):
     """The checkpoint does not fit this job or its output; the message says why."""
+
+
+class OutputBusyError(Exception):
+    """Another worker holds the output's lock: two would race on the output and checkpoint."""
+
+
+def lock_path_for(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (on ``OUT.lock``) or raise ``OutputBusyError``.
+
+    Non-blocking: a second copy is refused at once rather than queued behind the first.
+    The kernel drops the lock when the process ends, however it ends.
+    """
+    path = lock_path_for(out)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(
+                f"another worker is already writing {out} (it holds {path}); wait for it to "
+                "finish or stop it, then run this again to resume"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- the job and its checkpoint ----------------------------------------------------------
@@ -266,7 +309,21 @@ async def run_job(
     *,
     concurrency: int = 4,
 ) -> Summary:
-    """Write every task of ``job`` to ``out``, checkpointing each page; resume if begun."""
+    """Write every task of ``job`` to ``out``, checkpointing each page; resume if begun.
+
+    Raises ``OutputBusyError`` at once if another worker is writing ``out``.
+    """
+    with output_lock(out):
+        return await _run_job_locked(client, job, out, checkpoint_path, concurrency)
+
+
+async def _run_job_locked(
+    client: AsyncVoiceClient,
+    job: Job,
+    out: Path,
+    checkpoint_path: Path | None,
+    concurrency: int,
+) -> Summary:
     checkpoint_path = checkpoint_path or checkpoint_path_for(out)
     state = await asyncio.to_thread(Checkpoint.load, checkpoint_path)
     if state is None:
@@ -390,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         return asyncio.run(_run_until_signalled(args))
+    except OutputBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except (CheckpointError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
