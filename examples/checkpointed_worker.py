@@ -40,11 +40,12 @@ Settings (environment, read by ``examples/settings.py``, which says what each me
 ``REDIS_URL`` (with ``ITNIO_LIMIT_PREFIX``) to share the account's limit with the other
 processes using it.
 
-One copy per output: while it runs, a worker holds an exclusive lock (``flock``) on
-``june.jsonl.lock`` beside the output, and a second copy started on the same output exits
-at once with status 3 and a message saying so, instead of racing the first on the output
-and the checkpoint. The lock goes with the process, however it ends (``kill -9`` too); the
-empty lock file stays, which is harmless (deleting it could let two copies lock two files).
+One copy per output: while it runs, a worker holds an exclusive lock (``flock``) on the
+output file itself, taken before it reads the checkpoint, and a second copy started on the
+same output exits at once with status 3 and a message saying so, instead of racing the
+first on the output and the checkpoint. The lock goes with the process, however it ends
+(``kill -9`` too), and leaves no file behind. (``flock`` locks are advisory: they keep out
+other workers, not an editor.)
 
 Exit status: 0 done; 1 a vendor or network fault outlasted the retries (run it again to
 resume); 2 bad arguments, or a checkpoint of another job; 3 another copy is already
@@ -102,28 +103,29 @@ class OutputBusyError(Exception):
     """Another worker holds the output's lock: two would race on the output and checkpoint."""
 
 
-def lock_path_for(out: Path) -> Path:
-    return out.with_name(out.name + ".lock")
-
-
 @contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out`` (on ``OUT.lock``) or raise ``OutputBusyError``.
+def output_lock(out: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``out`` (created if missing) or raise ``OutputBusyError``.
 
     Non-blocking: a second copy is refused at once rather than queued behind the first.
-    The kernel drops the lock when the process ends, however it ends.
+    The lock is on the output itself, not on a lock file beside it, so nothing is left
+    over to clean up (removing a lock file would let two copies lock two files). The
+    kernel drops it when the process ends, however it ends. Yields whether the file was
+    created for the lock.
     """
-    path = lock_path_for(out)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd, created = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        fd, created = os.open(out, os.O_RDWR), False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputBusyError(
-                f"another worker is already writing {out} (it holds {path}); wait for it to "
-                "finish or stop it, then run this again to resume"
+                f"another worker is already writing {out}; wait for it to finish or stop "
+                "it, then run this again to resume"
             ) from None
-        yield
+        yield created
     finally:
         os.close(fd)  # releases the lock
 
@@ -313,8 +315,13 @@ async def run_job(
 
     Raises ``OutputBusyError`` at once if another worker is writing ``out``.
     """
-    with output_lock(out):
-        return await _run_job_locked(client, job, out, checkpoint_path, concurrency)
+    with output_lock(out) as created:
+        try:
+            return await _run_job_locked(client, job, out, checkpoint_path, concurrency)
+        except CheckpointError:
+            if created:  # refused before a page: leave no empty file behind
+                await asyncio.to_thread(out.unlink, missing_ok=True)
+            raise
 
 
 async def _run_job_locked(

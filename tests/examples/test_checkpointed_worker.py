@@ -327,5 +327,5 @@ async def test_run_job_refuses_an_output_another_holder_has_locked(tmp_path: Pat
             with pytest.raises(worker.OutputBusyError, match="already writing"):
                 await worker.run_job(client, worker.Job(START, END), out)
     assert fake.stats.requests == 0
-    assert not out.exists()
+    assert out.read_bytes() == b""
     assert not worker.checkpoint_path_for(out).exists()
