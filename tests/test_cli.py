@@ -460,8 +460,6 @@ def test_missing_credentials_is_one_line_naming_both_variables(
         ["export", *WINDOW, "--page-size", "101"],
         ["export", *WINDOW, "--rate-limit", "fast"],
         ["export", *WINDOW, "--format", "xml"],
-        ["export", *WINDOW, "-o", "no/such/dir/tasks.jsonl"],
-        ["export", *WINDOW, "-o", "."],
         ["export", *WINDOW, "--api-secret", "s3cret"],  # secrets are not options
         ["export", *WINDOW, "-o", "tasks.jsonl", "--resume-from", "itc1.e30"],  # a manifest's
         ["export", *WINDOW, "--resume-from", "itc1.e30", "--start-page", "2"],
@@ -478,6 +476,20 @@ def test_bad_arguments_exit_2(
     assert code == commands.EXIT_USAGE
     assert out == ""
     assert "error:" in err
+    assert fake.stats.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "says"),
+    [("no/such/dir/tasks.jsonl", "no such directory: no/such/dir"), (".", "it is a directory")],
+)
+def test_an_output_that_cannot_be_written_exits_1_as_the_readme_says(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str], output: str, says: str
+) -> None:
+    code, out, err = run(capsys, "export", *WINDOW, "-o", output)
+    assert code == commands.EXIT_FAILURE
+    assert out == ""
+    assert err == f"itnio-async: error: cannot write {output}: {says}\n"
     assert fake.stats.requests == 0
 
 

@@ -279,6 +279,10 @@ class _UsageError(Exception):
     """A problem with the command or the environment, found before or as the run starts."""
 
 
+class _OutputError(Exception):
+    """The output cannot be written (its folder is missing, say): exit 1, as any write error."""
+
+
 def _time_arg(*, end: bool) -> Callable[[str], datetime]:
     def parse(text: str) -> datetime:
         text = text.strip()
@@ -567,9 +571,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if output not in (None, "-"):
         folder = os.path.dirname(output) or "."
         if not os.path.isdir(folder):
-            fail(f"--output: no such directory: {folder}")
+            raise _OutputError(f"cannot write {output}: no such directory: {folder}")
         if os.path.isdir(output):
-            fail(f"--output: is a directory: {output}")
+            raise _OutputError(f"cannot write {output}: it is a directory")
     if args.command != "export":
         return
     to_file = output not in (None, "-")
@@ -937,6 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(args)
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except _OutputError as exc:
+        stderr_line(f"error: {exc}")
+        return EXIT_FAILURE
     try:
         connection = _connect(args)
         if args.command == "count":
