@@ -40,9 +40,17 @@ Settings (environment, read by ``examples/settings.py``, which says what each me
 ``REDIS_URL`` (with ``ITNIO_LIMIT_PREFIX``) to share the account's limit with the other
 processes using it.
 
+One copy per output: while it runs, a worker holds an exclusive lock (``flock``) on the
+output file itself, taken before it reads the checkpoint, and a second copy started on the
+same output exits at once with status 3 and a message saying so, instead of racing the
+first on the output and the checkpoint. The lock goes with the process, however it ends
+(``kill -9`` too), and leaves no file behind. (``flock`` locks are advisory: they keep out
+other workers, not an editor.)
+
 Exit status: 0 done; 1 a vendor or network fault outlasted the retries (run it again to
-resume); 2 bad arguments, or a checkpoint of another job; 128 + the signal when stopped by
-SIGINT or SIGTERM (the checkpoint is consistent, run it again to resume).
+resume); 2 bad arguments, or a checkpoint of another job; 3 another copy is already
+writing this output (wait for it, or stop it); 128 + the signal when stopped by SIGINT or
+SIGTERM (the checkpoint is consistent, run it again to resume).
 """
 
 from __future__ import annotations
@@ -50,12 +58,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
@@ -69,7 +78,9 @@ from itnio_async import AsyncVoiceClient, ItnioError, StreamCursor
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "EXIT_BUSY",
     "Job",
+    "OutputBusyError",
     "Summary",
     "main",
     "run_job",
@@ -80,9 +91,43 @@ logger = logging.getLogger(__name__)
 #: The checkpoint's format; a checkpoint of another format is refused.
 CHECKPOINT_VERSION: Final = 2
 
+#: The exit status when another copy is already writing the output.
+EXIT_BUSY: Final = 3
+
 
 class CheckpointError(Exception):
     """The checkpoint does not fit this job or its output; the message says why."""
+
+
+class OutputBusyError(Exception):
+    """Another worker holds the output's lock: two would race on the output and checkpoint."""
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``out`` (created if missing) or raise ``OutputBusyError``.
+
+    Non-blocking: a second copy is refused at once rather than queued behind the first.
+    The lock is on the output itself, not on a lock file beside it, so nothing is left
+    over to clean up (removing a lock file would let two copies lock two files). The
+    kernel drops it when the process ends, however it ends. Yields whether the file was
+    created for the lock.
+    """
+    try:
+        fd, created = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), True
+    except FileExistsError:
+        fd, created = os.open(out, os.O_RDWR), False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(
+                f"another worker is already writing {out}; wait for it to finish or stop "
+                "it, then run this again to resume"
+            ) from None
+        yield created
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- the job and its checkpoint ----------------------------------------------------------
@@ -266,7 +311,26 @@ async def run_job(
     *,
     concurrency: int = 4,
 ) -> Summary:
-    """Write every task of ``job`` to ``out``, checkpointing each page; resume if begun."""
+    """Write every task of ``job`` to ``out``, checkpointing each page; resume if begun.
+
+    Raises ``OutputBusyError`` at once if another worker is writing ``out``.
+    """
+    with output_lock(out) as created:
+        try:
+            return await _run_job_locked(client, job, out, checkpoint_path, concurrency)
+        except CheckpointError:
+            if created:  # refused before a page: leave no empty file behind
+                await asyncio.to_thread(out.unlink, missing_ok=True)
+            raise
+
+
+async def _run_job_locked(
+    client: AsyncVoiceClient,
+    job: Job,
+    out: Path,
+    checkpoint_path: Path | None,
+    concurrency: int,
+) -> Summary:
     checkpoint_path = checkpoint_path or checkpoint_path_for(out)
     state = await asyncio.to_thread(Checkpoint.load, checkpoint_path)
     if state is None:
@@ -390,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         return asyncio.run(_run_until_signalled(args))
+    except OutputBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except (CheckpointError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
 from typing import Any, Final, Self
@@ -26,7 +26,7 @@ from ._errors import ClientStateError, MalformedResponseError
 from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
 from ._hooks import CallTally, ClientHooks, PageEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
-from ._models import GroupCallRecord, Page
+from ._models import GroupCallRecord, GroupCallStatus, Page
 from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
@@ -440,7 +440,7 @@ class AsyncVoiceClient:
         start: datetime,
         end: datetime,
         *,
-        statuses: Any = None,
+        statuses: Iterable[GroupCallStatus | int | str] | None = None,
         app_id: int | None = None,
         search: str | None = None,
         page: int = 1,
@@ -461,7 +461,7 @@ class AsyncVoiceClient:
         start: datetime,
         end: datetime,
         *,
-        statuses: Any = None,
+        statuses: Iterable[GroupCallStatus | int | str] | None = None,
         app_id: int | None = None,
         search: str | None = None,
         page_size: int = 100,
@@ -499,7 +499,7 @@ class AsyncVoiceClient:
         start: datetime,
         end: datetime,
         *,
-        statuses: Any = None,
+        statuses: Iterable[GroupCallStatus | int | str] | None = None,
         app_id: int | None = None,
         search: str | None = None,
         page_size: int = 100,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -27,7 +28,8 @@ class GroupCallStatus(enum.IntEnum):
     (``int(status) == 9``, ``status.name == "UNKNOWN_9"``) instead of breaking a stream.
     Such members compare and hash as their number (compare them with ``==``, not ``is``);
     they are not added to the enum, so unknown values cost no memory for good.
-    Queries accept only the documented values below.
+    Queries accept only the documented values below, as members, numbers or names (see
+    ``parse``).
     """
 
     WAITING_FOR_SUBMISSION = 0
@@ -44,10 +46,56 @@ class GroupCallStatus(enum.IntEnum):
             return None
         return _unknown_status(cls, int(value))
 
+    @classmethod
+    def parse(cls, value: GroupCallStatus | int | str) -> GroupCallStatus:
+        """The documented state ``value`` names: a member, its number, or its name.
+
+        A name is case-insensitive, with ``-`` and ``_`` alike (``"completed"``,
+        ``"Submission-Failed"``), or one of the short forms ``waiting``, ``failed`` and
+        ``canceled``; a str of digits is a number (``"2"``). The command line's
+        ``--statuses`` takes the same spellings.
+
+        Raises:
+            TypeError: ``value`` is not a ``GroupCallStatus``, an ``int`` or a ``str``
+                (a ``bool`` is refused too).
+            ValueError: an undocumented number, or an unknown name; the message lists the
+                accepted names.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(
+                f"a status must be a GroupCallStatus, an int or a str, got {type(value).__name__}"
+            )
+        if isinstance(value, str):
+            text = value.strip()
+            key = text.lower().replace("-", "_")
+            if _NUMBER.fullmatch(text):
+                value = int(text)
+            elif key in _STATUS_NAMES:
+                return _STATUS_NAMES[key]
+            else:
+                raise ValueError(f"unknown status {text!r}: {_ACCEPTED}")
+        member = _STATUS_NUMBERS.get(int(value))
+        if member is None:
+            raise ValueError(f"{int(value)} is not a documented status: {_ACCEPTED}")
+        return member
+
     @property
     def is_known(self) -> bool:
         """Whether this is one of the documented states."""
         return self._name_ in type(self).__members__
+
+
+#: Names ``GroupCallStatus.parse`` accepts (lower case, ``_``): the members', and short forms.
+_STATUS_NAMES: dict[str, GroupCallStatus] = {
+    **{member.name.lower(): member for member in GroupCallStatus},
+    "waiting": GroupCallStatus.WAITING_FOR_SUBMISSION,
+    "failed": GroupCallStatus.SUBMISSION_FAILED,
+    "canceled": GroupCallStatus.CANCELLED,
+}
+#: The documented states by number.
+_STATUS_NUMBERS: dict[int, GroupCallStatus] = {int(m): m for m in GroupCallStatus}
+_NUMBER = re.compile(r"[+-]?[0-9]+")
+_ACCEPTED = "use 0-6 or a name (" + ", ".join(_STATUS_NAMES) + ")"
 
 
 @functools.lru_cache(maxsize=UNKNOWN_STATUSES_CACHED)

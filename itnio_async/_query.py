@@ -24,9 +24,6 @@ MAX_PAGE_SIZE = 100
 _APP_ID: Validator = optional([INTEGER, ge(0)])
 _SEARCH: Validator = optional(kind_of(str, "a str"))
 
-#: The documented status values; a query may name only these.
-_KNOWN_STATUSES = frozenset(int(m) for m in GroupCallStatus.__members__.values())
-
 
 def check_positive_int(
     name: str, value: object, *, minimum: int = 1, maximum: int | None = None
@@ -68,24 +65,27 @@ def _to_server_time(name: str, value: object, server_timezone: tzinfo | None) ->
 
 
 def _check_statuses(statuses: object) -> tuple[int, ...]:
+    """The statuses as distinct numbers in their first order; see ``GroupCallStatus.parse``."""
     if statuses is None:
         return ()
     if isinstance(statuses, str | bytes | int) or not isinstance(statuses, Iterable):
         raise TypeError(
-            f"statuses must be an iterable of GroupCallStatus or int, got {type(statuses).__name__}"
+            "statuses must be an iterable of GroupCallStatus, int or str, got "
+            f"{type(statuses).__name__}"
         )
     values: list[int] = []
     for status in statuses:
-        if isinstance(status, bool) or not isinstance(status, int):
+        try:
+            number = int(GroupCallStatus.parse(status))
+        except TypeError:
             raise TypeError(
-                f"statuses must hold GroupCallStatus or int values, got {type(status).__name__}"
-            )
-        if int(status) not in _KNOWN_STATUSES:
-            raise ValueError(
-                f"statuses: {int(status)} is not a documented status (0..6, see GroupCallStatus)"
-            )
-        if int(status) not in values:
-            values.append(int(status))
+                "statuses must hold GroupCallStatus, int or str values, got "
+                f"{type(status).__name__}"
+            ) from None
+        except ValueError as exc:
+            raise ValueError(f"statuses: {exc}") from None
+        if number not in values:
+            values.append(number)
     return tuple(values)
 
 

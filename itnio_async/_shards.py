@@ -20,8 +20,9 @@ stopped, whatever changed in the slice meanwhile.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -29,7 +30,7 @@ from ._query import check_positive_int
 
 if TYPE_CHECKING:
     from ._client import AsyncVoiceClient
-    from ._models import GroupCallRecord, Page
+    from ._models import GroupCallRecord, GroupCallStatus, Page
 
 __all__ = ["Shard", "plan_shards"]
 
@@ -77,7 +78,7 @@ async def plan_shards(
     end: datetime,
     shards: int,
     *,
-    statuses: Any = None,
+    statuses: Iterable[GroupCallStatus | int | str] | None = None,
     app_id: int | None = None,
     search: str | None = None,
 ) -> list[Shard]:

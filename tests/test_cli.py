@@ -69,8 +69,20 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def as_strings(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{key: str(value) for key, value in row.items()} for row in rows]
+#: A spreadsheet runs a cell starting with one of these as a formula (OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_strings(rows: list[dict[str, Any]], *, raw: bool = False) -> list[dict[str, str]]:
+    """The rows as a CSV reader reads them back: text cells that would start a formula
+    carry a leading ``'`` unless the export was ``raw``."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, str) and not raw and value.startswith(FORMULA_STARTS):
+            return "'" + value
+        return str(value)
+
+    return [{key: cell(value) for key, value in row.items()} for row in rows]
 
 
 def records_written(err: str, hint: str) -> int:
@@ -143,6 +155,56 @@ def test_export_to_stdout_as_csv_with_a_header(
     rows = list(csv.DictReader(io.StringIO(out)))
     expected = fake.expected("2024-01-01 00:00:00", "2024-06-30 23:59:59")[:120]
     assert rows == as_strings([expected_row(task) for task in expected])
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised_unless_raw(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Task names are whoever created the tasks' text: some start a formula.
+    names = ['=HYPERLINK("http://x","y")', "+1", "-2", "@SUM(A1)", "\t=1", "\r=1", "a=b"]
+    fake.dataset.insert(
+        FakeTask(9_000_000 + i, name, 2, "-5", 1, 1, 1, 0, datetime(2024, 3, 1, 12, 0, i))
+        for i, name in enumerate(names)
+    )
+    rows = all_rows(fake)
+    assert len([row for row in rows if row["task_name"].startswith(FORMULA_STARTS)]) == 6
+    path = tmp_path / "tasks.csv"
+    code, _ = export(capsys, path)
+    assert code == commands.EXIT_OK
+    with path.open(newline="", encoding="utf-8") as file:
+        written = list(csv.DictReader(file))
+    assert written == as_strings(rows)
+    assert not any(row["task_name"].startswith(FORMULA_STARTS) for row in written)
+    raw_path = tmp_path / "raw.csv"
+    code, _ = export(capsys, raw_path, "--csv-raw")
+    assert code == commands.EXIT_OK
+    with raw_path.open(newline="", encoding="utf-8") as file:
+        assert list(csv.DictReader(file)) == as_strings(rows, raw=True)
+    # JSON Lines is data for programs, not a spreadsheet: written as it came.
+    jsonl = tmp_path / "tasks.jsonl"
+    assert export(capsys, jsonl)[0] == commands.EXIT_OK
+    assert read_jsonl(jsonl) == rows
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1", "'+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("plain = text", "plain = text"),
+        ("'quoted", "'quoted"),
+        ("", ""),
+        (-5, -5),
+    ],
+)
+def test_neutralise_prefixes_only_text_that_starts_a_formula(
+    value: object, written: object
+) -> None:
+    assert cli_output.neutralise(value) == written
 
 
 @pytest.mark.parametrize(
@@ -398,8 +460,6 @@ def test_missing_credentials_is_one_line_naming_both_variables(
         ["export", *WINDOW, "--page-size", "101"],
         ["export", *WINDOW, "--rate-limit", "fast"],
         ["export", *WINDOW, "--format", "xml"],
-        ["export", *WINDOW, "-o", "no/such/dir/tasks.jsonl"],
-        ["export", *WINDOW, "-o", "."],
         ["export", *WINDOW, "--api-secret", "s3cret"],  # secrets are not options
         ["export", *WINDOW, "-o", "tasks.jsonl", "--resume-from", "itc1.e30"],  # a manifest's
         ["export", *WINDOW, "--resume-from", "itc1.e30", "--start-page", "2"],
@@ -416,6 +476,20 @@ def test_bad_arguments_exit_2(
     assert code == commands.EXIT_USAGE
     assert out == ""
     assert "error:" in err
+    assert fake.stats.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("output", "says"),
+    [("no/such/dir/tasks.jsonl", "no such directory: no/such/dir"), (".", "it is a directory")],
+)
+def test_an_output_that_cannot_be_written_exits_1_as_the_readme_says(
+    fake: FakeVendor, capsys: pytest.CaptureFixture[str], output: str, says: str
+) -> None:
+    code, out, err = run(capsys, "export", *WINDOW, "-o", output)
+    assert code == commands.EXIT_FAILURE
+    assert out == ""
+    assert err == f"itnio-async: error: cannot write {output}: {says}\n"
     assert fake.stats.requests == 0
 
 

@@ -198,6 +198,7 @@ async def test_a_time_the_zone_carries_out_of_range_is_a_malformed_reply(
         ({"start": END, "end": START}, "end"),
         ({"start": "2024-01-01"}, "start"),
         ({"statuses": [7]}, "statuses"),
+        ({"statuses": ["ringing"]}, "statuses"),
         ({"start": datetime(2024, 1, 1, tzinfo=UTC)}, "server_timezone"),
     ],
 )

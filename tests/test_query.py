@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -262,8 +263,8 @@ def test_statuses_that_are_not_a_collection_are_refused(statuses: object) -> Non
         build(statuses=statuses)
 
 
-@pytest.mark.parametrize("value", [True, False, 1.0, "1", None, b"1"])
-def test_a_status_that_is_not_an_int_is_refused(value: object) -> None:
+@pytest.mark.parametrize("value", [True, False, 1.0, None, b"1", ["completed"]])
+def test_a_status_that_is_not_an_int_or_a_str_is_refused(value: object) -> None:
     with pytest.raises(TypeError, match="statuses"):
         build(statuses=[0, value])
 
@@ -272,6 +273,75 @@ def test_a_status_that_is_not_an_int_is_refused(value: object) -> None:
 def test_a_status_outside_the_documented_table_is_refused(value: int) -> None:
     with pytest.raises(ValueError, match=rf"statuses: {int(value)} is not a documented"):
         build(statuses=[value])
+
+
+@pytest.mark.parametrize(
+    ("text", "member"),
+    [
+        ("completed", GroupCallStatus.COMPLETED),
+        ("COMPLETED", GroupCallStatus.COMPLETED),
+        (" Submission-Failed ", GroupCallStatus.SUBMISSION_FAILED),
+        ("submission_failed", GroupCallStatus.SUBMISSION_FAILED),
+        ("waiting", GroupCallStatus.WAITING_FOR_SUBMISSION),
+        ("waiting-for-submission", GroupCallStatus.WAITING_FOR_SUBMISSION),
+        ("failed", GroupCallStatus.SUBMISSION_FAILED),
+        ("canceled", GroupCallStatus.CANCELLED),
+        ("Cancelled", GroupCallStatus.CANCELLED),
+        ("6", GroupCallStatus.SUBMITTING),
+        (" 0 ", GroupCallStatus.WAITING_FOR_SUBMISSION),
+        (1, GroupCallStatus.CALLING),
+        (GroupCallStatus.SUSPENDED, GroupCallStatus.SUSPENDED),
+    ],
+)
+def test_a_status_parses_from_a_member_a_number_or_a_name(
+    text: GroupCallStatus | int | str, member: GroupCallStatus
+) -> None:
+    assert GroupCallStatus.parse(text) is member
+
+
+def test_statuses_by_name_go_out_as_numbers() -> None:
+    query = build(statuses=["completed", "Calling", "2", GroupCallStatus.CANCELLED, 4])
+    assert query.statuses == (2, 1, 4)
+
+
+@pytest.mark.parametrize("name", ["ringing", "complete", "", "0x1", "1.0", "²"])
+def test_an_unknown_status_name_is_refused_listing_the_names(name: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"^statuses: unknown status .*submission_failed.*canceled"
+    ):
+        build(statuses=[name])
+
+
+@pytest.mark.parametrize("value", ["-1", "7", 7, GroupCallStatus(9)])
+def test_an_undocumented_status_number_is_refused_by_parse(value: int | str) -> None:
+    with pytest.raises(ValueError, match=r"is not a documented status: use 0-6 or a name"):
+        GroupCallStatus.parse(value)
+
+
+@pytest.mark.parametrize("value", [True, 1.5, None, b"2"])
+def test_parse_refuses_what_is_not_a_status(value: Any) -> None:
+    with pytest.raises(TypeError, match="GroupCallStatus, an int or a str"):
+        GroupCallStatus.parse(value)
+
+
+def test_mypy_catches_a_status_of_the_wrong_type(tmp_path: Path) -> None:
+    """The types say what is accepted: names and numbers pass, a float does not."""
+    api = pytest.importorskip("mypy.api")
+    code = (
+        "from datetime import datetime\n"
+        "from itnio_async import AsyncVoiceClient, GroupCallStatus\n"
+        "async def f(c: AsyncVoiceClient, t: datetime) -> None:\n"
+        "    await c.query_group_calls(t, t, statuses=['completed', 2, GroupCallStatus.CALLING])\n"
+        "    c.iter_group_calls(t, t, statuses=[1.5])\n"
+        "    c.iter_group_call_pages(t, t, statuses=[b'2'])\n"
+    )
+    (tmp_path / "snippet.py").write_text(code)
+    out, _, status = api.run(
+        ["--strict", "--cache-dir", str(tmp_path / "cache"), str(tmp_path / "snippet.py")]
+    )
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert status == 1
+    assert [line.split(":")[1] for line in errors] == ["5", "6"], out
 
 
 @pytest.mark.parametrize(

@@ -26,9 +26,12 @@ Choices, and why (``--help`` says the same):
   accepted as short forms.
 * **Output**: one row per record with ``GroupCallRecord``'s snake_case fields, the status
   as its number plus ``status_name``, ``created_time`` in ISO 8601. The format follows
-  ``--format``, else the file's extension (``.csv``), else JSON Lines. Pages are written
-  whole, in order, one ``os.write`` each: the file always ends at a page boundary (a
-  failed write, a full disk say, is cut back with ``os.ftruncate``). The file is opened
+  ``--format``, else the file's extension (``.csv``), else JSON Lines. In CSV, a text
+  cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+  ``'`` (OWASP's advice against formula injection: task names are anyone's text, and the
+  files are opened in spreadsheets); ``--csv-raw`` writes cells as they came. Pages are
+  written whole, in order, one ``os.write`` each: the file always ends at a page boundary
+  (a failed write, a full disk say, is cut back with ``os.ftruncate``). The file is opened
   only when the first page arrives, so a refused request leaves an existing file untouched.
 * **Resuming** goes by the stream's cursor, which is exact even when tasks were created,
   removed or changed status between the runs. A file export keeps a manifest beside the
@@ -271,21 +274,13 @@ _TIMES_HELP = (
     "--server-timezone"
 )
 
-#: Status names accepted by ``--statuses``: the enum's, plus short forms.
-_STATUS_NAMES: Final[dict[str, GroupCallStatus]] = {
-    **{member.name.lower(): member for member in GroupCallStatus},
-    "waiting": GroupCallStatus.WAITING_FOR_SUBMISSION,
-    "failed": GroupCallStatus.SUBMISSION_FAILED,
-    "canceled": GroupCallStatus.CANCELLED,
-}
-
-
-#: The documented statuses by number.
-_STATUS_NUMBERS: Final[dict[int, GroupCallStatus]] = {int(m): m for m in GroupCallStatus}
-
 
 class _UsageError(Exception):
     """A problem with the command or the environment, found before or as the run starts."""
+
+
+class _OutputError(Exception):
+    """The output cannot be written (its folder is missing, say): exit 1, as any write error."""
 
 
 def _time_arg(*, end: bool) -> Callable[[str], datetime]:
@@ -308,23 +303,15 @@ def _time_arg(*, end: bool) -> Callable[[str], datetime]:
 
 
 def _statuses_arg(text: str) -> list[GroupCallStatus]:
+    """Comma-separated statuses, each as ``GroupCallStatus.parse`` reads it (as the library)."""
     statuses: list[GroupCallStatus] = []
     for part in text.split(","):
-        key = part.strip().lower().replace("-", "_")
-        if not key:
+        if not part.strip():
             continue
-        if key.lstrip("-").isdigit():
-            number = int(key)
-            if number not in _STATUS_NUMBERS:
-                raise argparse.ArgumentTypeError(f"not a documented status number: {number}")
-            statuses.append(_STATUS_NUMBERS[number])
-        elif key in _STATUS_NAMES:
-            statuses.append(_STATUS_NAMES[key])
-        else:
-            names = ", ".join(member.name.lower() for member in GroupCallStatus)
-            raise argparse.ArgumentTypeError(
-                f"unknown status {part.strip()!r}: use 0-6 or a name ({names})"
-            )
+        try:
+            statuses.append(GroupCallStatus.parse(part))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     if not statuses:
         raise argparse.ArgumentTypeError("no status given")
     return statuses
@@ -490,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the output file's extension, else jsonl",
     )
     add(
+        "--csv-raw",
+        action="store_true",
+        help="CSV: write every cell as the vendor sent it. By default a text cell starting "
+        "with =, +, -, @, a tab or a carriage return gets a leading ' so that a spreadsheet "
+        "shows it instead of running it as a formula (task names come from whoever creates "
+        "the tasks); JSON Lines is never changed",
+    )
+    add(
         "--page-size",
         type=_int_arg(1, MAX_PAGE_SIZE),
         default=MAX_PAGE_SIZE,
@@ -576,9 +571,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if output is not None and output != "-":
         folder = os.path.dirname(output) or "."
         if not os.path.isdir(folder):
-            fail(f"--output: no such directory: {folder}")
+            raise _OutputError(f"cannot write {output}: no such directory: {folder}")
         if os.path.isdir(output):
-            fail(f"--output: is a directory: {output}")
+            raise _OutputError(f"cannot write {output}: it is a directory")
     if args.command != "export":
         return
     to_file = output not in (None, "-")
@@ -883,6 +878,7 @@ def _export(args: argparse.Namespace, connection: _Connection) -> int:
         append=offset,
         resume_at=manifest.bytes if manifest is not None and resuming else None,
         manifest=manifest,
+        csv_raw=args.csv_raw,
     )
     status = ExportStatus(
         page_size=args.page_size,
@@ -945,6 +941,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(args)
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except _OutputError as exc:
+        stderr_line(f"error: {exc}")
+        return EXIT_FAILURE
     try:
         connection = _connect(args)
         if args.command == "count":

@@ -34,7 +34,17 @@ from itnio_async import GroupCallRecord
 
 from ._manifest import Manifest, ManifestError, write_all
 
-__all__ = ["COLUMNS", "FORMATS", "Format", "Output", "encode_records", "format_for", "record_row"]
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "FORMULA_STARTS",
+    "Format",
+    "Output",
+    "encode_records",
+    "format_for",
+    "neutralise",
+    "record_row",
+]
 
 #: Output formats.
 Format = Literal["jsonl", "csv"]
@@ -101,19 +111,53 @@ def _json_line(row: dict[str, object]) -> bytes:
         return (_encode_json_ascii(row) + "\n").encode("ascii")
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """A text cell that a spreadsheet would run as a formula, prefixed with ``'``.
+
+    Task names come from whoever creates the tasks, and Excel, LibreOffice and Google
+    Sheets evaluate a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return (``=HYPERLINK(...)``, ``=cmd|...``). The quote makes them show it as text; the
+    csv module's quoting takes care of the rest. Numbers are ours, not the vendor's text,
+    and are left alone.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_text(rows: Iterable[Iterable[object]]) -> bytes:
     buffer = io.StringIO()
     # "\n", not the csv module's default "\r\n": the files are for Unix tools first, and
     # every CSV reader accepts either.
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    plain = csv.writer(buffer, lineterminator="\n")
+    # The csv module (3.11 at least) quotes a cell holding "\r" only when "\r" is in the line
+    # terminator, so a task name with a carriage return would split its row: such a row
+    # is written with every text cell quoted.
+    quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    for row in rows:
+        cells = list(row)
+        has_cr = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (quoted if has_cr else plain).writerow(cells)
     return buffer.getvalue().encode("utf-8", errors="replace")
 
 
-def encode_records(records: Sequence[GroupCallRecord], fmt: Format) -> bytes:
-    """The records as one block of complete lines (CSV: rows, no header)."""
+def encode_records(
+    records: Sequence[GroupCallRecord], fmt: Format, *, csv_raw: bool = False
+) -> bytes:
+    """The records as one block of complete lines (CSV: rows, no header).
+
+    CSV cells that would start a spreadsheet formula are neutralised (see ``neutralise``)
+    unless ``csv_raw``; JSON Lines is always written as it came.
+    """
     if fmt == "jsonl":
         return b"".join(_json_line(record_row(record)) for record in records)
-    return _csv_text([record_row(record)[column] for column in COLUMNS] for record in records)
+    if csv_raw:
+        return _csv_text([record_row(r)[column] for column in COLUMNS] for r in records)
+    return _csv_text([neutralise(record_row(r)[column]) for column in COLUMNS] for r in records)
 
 
 def csv_header() -> bytes:
@@ -175,6 +219,7 @@ class Output:
         append: bool = False,
         resume_at: int | None = None,
         manifest: Manifest | None = None,
+        csv_raw: bool = False,
     ) -> None:
         #: The file's path; ``None`` for standard output.
         self.path = None if path == "-" else path
@@ -187,6 +232,8 @@ class Output:
         # Resuming from a manifest: cut the file back to this length and append.
         self._resume_at = resume_at
         self._manifest = manifest
+        # CSV: write cells as they came, formulas and all (--csv-raw).
+        self._csv_raw = csv_raw
         # The open file's descriptor, once the first page arrived (never stdout's).
         self._fd: int | None = None
         # Whether anything was opened yet (a file, or standard output used).
@@ -291,7 +338,11 @@ class Output:
         if not self._opened:
             self._open()
         header = self._header_block()
-        block = header + encode_records(records, self.format) if records else header
+        block = (
+            header + encode_records(records, self.format, csv_raw=self._csv_raw)
+            if records
+            else header
+        )
         if block:
             try:
                 self._commit(block, len(records), cursor)

@@ -266,3 +266,66 @@ def test_the_command_line_says_why_it_refuses(
     )
     assert code == 2
     assert "not a checkpoint of this program" in capsys.readouterr().err
+
+
+def test_a_second_worker_on_the_same_output_is_refused_while_the_first_runs(
+    tmp_path: Path,
+) -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(400, seed=34), latency=0.01)
+    out = tmp_path / "tasks.jsonl"
+    checkpoint = worker.checkpoint_path_for(out)
+    argv = [
+        sys.executable, "-m", worker.__name__,
+        "--start", START.isoformat(sep=" "),
+        "--end", END.isoformat(sep=" "),
+        "--out", str(out),
+        "--page-size", "10",
+        "--concurrency", "1",
+    ]  # fmt: skip
+    with serve(fake) as url:
+        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        env.update(
+            ITNIO_API_KEY=KEY, ITNIO_API_SECRET=SECRET, ITNIO_BASE_URL=url, ITNIO_RATE_LIMIT="20"
+        )
+        first = subprocess.Popen(
+            argv,
+            cwd=EXAMPLES_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: checkpointed(checkpoint) > 0, first, "the first page")
+            second = subprocess.run(
+                argv, cwd=EXAMPLES_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
+            )
+            assert first.poll() is None, "the first worker ended before the second was tried"
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=TIMEOUT)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+        assert second.returncode == worker.EXIT_BUSY, second.stderr
+        assert f"another worker is already writing {out}" in second.stderr
+        assert second.stdout == ""
+        assert first.returncode == 128 + signal.SIGTERM
+        # The first's checkpoint stands, and the lock went with it: a re-run finishes.
+        finished = subprocess.run(
+            argv, cwd=EXAMPLES_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT * 2
+        )
+    assert finished.returncode == 0, finished.stderr
+    assert ids(read_output(out)) == [task.job_id for task in fake.expected(START, END)]
+
+
+async def test_run_job_refuses_an_output_another_holder_has_locked(tmp_path: Path) -> None:
+    fake = FakeVendor(KEY, SECRET, dataset=Dataset.generate(20, seed=35))
+    out = tmp_path / "tasks.jsonl"
+    with worker.output_lock(out):
+        async with client_for(fake) as client:
+            with pytest.raises(worker.OutputBusyError, match="already writing"):
+                await worker.run_job(client, worker.Job(START, END), out)
+    assert fake.stats.requests == 0
+    assert out.read_bytes() == b""
+    assert not worker.checkpoint_path_for(out).exists()
