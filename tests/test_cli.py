@@ -652,6 +652,21 @@ def test_a_re_run_with_other_arguments_is_refused(
     assert manifest_of(path).read_bytes() == manifest
 
 
+def test_a_csv_export_resumed_with_the_other_cell_setting_is_refused(
+    fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Neutralised and raw cells must not mix in one file.
+    path = tmp_path / "tasks.csv"
+    before = unfinished_export(fake, capsys, path)
+    argv = [part for option in UNFINISHED.items() for part in option]
+    code, out, err = run(
+        capsys, "export", *argv, "--csv-raw", "--rate-limit", "none", "-o", str(path)
+    )
+    assert (code, out) == (commands.EXIT_USAGE, "")
+    assert "--csv-raw" in err
+    assert path.read_bytes() == before
+
+
 def test_statuses_in_another_order_or_spelling_resume_the_same_export(
     fake: FakeVendor, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -689,6 +689,8 @@ def _export_identity(
             "search": args.search,
         },
         "page_size": args.page_size,
+        # Raw and neutralised CSV cells must not mix in one file.
+        "csv_raw": fmt == "csv" and bool(args.csv_raw),
     }
 
 

@@ -41,6 +41,7 @@ _IDENTITY: Final = {
     "window": "window",
     "filters": "filters",
     "page_size": "page size",
+    "csv_raw": "--csv-raw",
 }
 
 
@@ -74,7 +75,8 @@ class Manifest:
 
     #: Where it is kept: the output's path plus ``MANIFEST_SUFFIX``.
     path: str
-    #: What the command asked for: ``format``, ``window``, ``filters``, ``page_size``.
+    #: What the command asked for: ``format``, ``window``, ``filters``, ``page_size``,
+    #: ``csv_raw``.
     identity: dict[str, Any]
     #: Records in the output after its last whole page, over every run so far.
     records: int = 0
