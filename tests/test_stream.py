@@ -26,8 +26,10 @@ from itnio_async import (
     InvalidParameterError,
     ItnioHTTPError,
     RetryPolicy,
+    StreamCursor,
     StreamProgress,
 )
+from itnio_async._stream import READ_AHEAD_RECORDS
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
 from .conftest import run_virtual, wire_record
@@ -57,13 +59,34 @@ def make_fake(count: int, **kwargs: Any) -> FakeVendor:
 def make_client(fake: FakeVendor, **kwargs: Any) -> AsyncVoiceClient:
     kwargs.setdefault("rate_limit", None)
     kwargs.setdefault("retry", PATIENT)
+    kwargs.setdefault("transport", fake.transport())
     return AsyncVoiceClient(
-        fake.api_key,
-        fake.api_secret,
-        base_url="https://fake.itnio.test",
-        transport=fake.transport(),
-        **kwargs,
+        fake.api_key, fake.api_secret, base_url="https://fake.itnio.test", **kwargs
     )
+
+
+def request_bound(pages: int, concurrency: int) -> int:
+    """The most requests a stream may send for ``pages`` pages when nothing changes."""
+    return pages + 2 * concurrency + 2
+
+
+class Served(httpx.AsyncBaseTransport):
+    """Wraps a transport and keeps, for each successful reply, the job ids it served."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.replies: list[list[int]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        content = await response.aread()
+        body = json.loads(content) if response.status_code == 200 else {}
+        if isinstance(body.get("data"), dict):
+            self.replies.append([record["jobId"] for record in body["data"]["records"]])
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def ids(records: list[Any]) -> list[int]:
@@ -263,19 +286,56 @@ def test_tasks_leaving_mid_stream_never_hide_or_repeat_the_ones_that_stay(
     assert [job_id for job_id in got if job_id not in gone] == stayed
 
 
-def test_a_drift_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
-    async def main() -> StreamProgress:
+def test_tasks_created_at_the_head_mid_stream_cost_no_re_read_and_no_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> tuple[list[int], list[int], set[int], StreamProgress]:
         fake = make_fake(500, latency=0.01)
-        fake.on_request(lambda n, body: fake.insert_tasks(3, created_time=END) if n == 3 else None)
+        before = ids(fake.expected(START, END))
+        new: set[int] = set()
+
+        @fake.on_request
+        def insert(n: int, body: dict[str, Any]) -> None:
+            if n == 3:
+                new.update(t.job_id for t in fake.insert_tasks(3, created_time=END))
+
         async with make_client(fake) as client:
             stream = client.iter_group_calls(START, END, concurrency=2)
-            async for _ in stream:
-                pass
-        return stream.progress
+            got = [r.job_id async for r in stream]
+        return got, before, new, stream.progress
 
-    progress = virtual(main)
+    got, before, new, progress = virtual(main)
+    assert [job for job in got if job not in new] == before
+    assert len(got) == len(set(got))
+    assert progress.mode == "cursor"
+    assert progress.resyncs == 0
+    assert progress.requests <= request_bound(5, 2)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_in_offset_mode_a_change_of_the_total_is_read_again_and_counted() -> None:
+    async def main() -> tuple[list[int], list[int], set[int], StreamProgress]:
+        fake = make_fake(500, latency=0.01)
+        before = ids(fake.expected(START, END))
+        new: set[int] = set()
+
+        @fake.on_request
+        def insert(n: int, body: dict[str, Any]) -> None:
+            if n == 3:  # at the head: every later page shifts by three
+                new.update(t.job_id for t in fake.insert_tasks(3, created_time=END))
+
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, concurrency=2, start_page=2)
+            got = [r.job_id async for r in stream]
+        return got, before, new, stream.progress
+
+    got, before, new, progress = virtual(main)
+    assert progress.mode == "offset"
     assert progress.resyncs == 1
-    assert any("result changed while streaming" in r.getMessage() for r in caplog.records)
+    assert len(got) == len(set(got))
+    old = [job for job in got if job not in new]
+    assert [job for job in old if job in set(before[100:])] == before[100:]
+    assert progress.total == 503
 
 
 def test_the_window_end_is_frozen_at_the_stream_start_when_the_zone_is_known() -> None:
@@ -305,7 +365,9 @@ def test_the_window_end_is_frozen_at_the_stream_start_when_the_zone_is_known() -
         return ends, started, got, new
 
     ends, started, got, new = virtual(main)
-    assert len(set(ends)) == 1
+    # Cursor requests end at each slice's position; none goes past the frozen end.
+    assert max(ends) == ends[0]
+    assert len(set(ends)) > 1
     assert ends[0] < started, "the window must end before the second the stream started"
     assert not new & set(got), "tasks created after the stream started entered it"
     assert len(got) == 305
@@ -317,7 +379,8 @@ def test_the_window_end_is_frozen_at_the_stream_start_when_the_zone_is_known() -
 @pytest.mark.parametrize("concurrency", [1, 4, 16])
 def test_requests_in_flight_never_exceed_the_concurrency(concurrency: int) -> None:
     async def main() -> int:
-        fake = make_fake(3000, latency=0.05, jitter=0.05)
+        # Enough pages for every worker to get a slice longer than the read-ahead allows.
+        fake = make_fake(30_000, latency=0.05, jitter=0.05)
         async with make_client(fake) as client:
             async for _ in client.iter_group_calls(START, END, concurrency=concurrency):
                 pass
@@ -340,42 +403,92 @@ def test_the_rate_limit_holds_at_the_server() -> None:
     assert most <= 26
 
 
-def test_a_stalled_consumer_holds_the_fetching_within_the_window() -> None:
-    async def main() -> tuple[int, int]:
+def test_a_stalled_consumer_stops_the_fetching_until_it_asks_again() -> None:
+    async def main() -> tuple[int, int, int]:
         fake = make_fake(10_000, latency=0.01)
         async with make_client(fake) as client:
             stream = client.iter_group_calls(START, END, concurrency=4)
             await anext(stream)
-            await asyncio.sleep(60)  # the consumer stalls; fetching must stop at the window
+            await asyncio.sleep(60)  # the consumer stalls: nothing new may start
             stalled = fake.stats.requests
+            await asyncio.sleep(60)
+            still = fake.stats.requests
             async for _ in stream:
                 pass
-        return stalled, fake.stats.requests
+        return stalled, still, fake.stats.requests
 
-    stalled, total_requests = virtual(main)
-    assert stalled == 1 + 3 * 4
-    assert total_requests == 100
+    stalled, still, total_requests = virtual(main)
+    assert still == stalled <= 1 + 4  # the first page, then a request per worker
+    assert total_requests <= request_bound(100, 4)
+
+
+@pytest.mark.parametrize(("concurrency", "page_size"), [(4, 100), (100, 100), (4, 50)])
+def test_a_slow_consumer_holds_the_fetching_within_the_read_ahead(
+    concurrency: int, page_size: int
+) -> None:
+    read_ahead = max(3 * concurrency, READ_AHEAD_RECORDS // page_size)
+
+    async def main() -> tuple[int, int, list[int], list[int]]:
+        fake = make_fake(40_000, latency=0.01)
+        ahead = 0
+        got: list[int] = []
+        async with make_client(fake) as client:
+            stream = client.iter_group_call_pages(
+                START, END, concurrency=concurrency, page_size=page_size
+            )
+            async for page in stream:
+                got.extend(r.job_id for r in page.records)
+                await asyncio.sleep(1.0)  # far slower than the fetching
+                ahead = max(ahead, fake.stats.requests - stream.progress.pages_done)
+        return ahead, fake.stats.requests, got, ids(fake.expected(START, END))
+
+    ahead, sent, got, expected = virtual(main)
+    assert got == expected
+    # Pages fetched (or in flight) and not handed out: up to the read-ahead, and one more
+    # request per worker at most; and it is the read-ahead that holds them back.
+    assert read_ahead // 2 <= ahead <= read_ahead + concurrency
+    assert sent <= request_bound(40_000 // page_size, concurrency)
 
 
 # -- limit, start_page, arguments -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("limit", "requests"), [(0, 0), (1, 1), (100, 1), (101, 2), (250, 3), (10_000, 10)]
+    ("limit", "concurrency"),
+    [(0, 8), (1, 8), (100, 8), (101, 8), (250, 8), (250, 1), (650, 4), (10_000, 8)],
 )
-def test_limit_stops_early_and_fetches_no_page_it_does_not_need(limit: int, requests: int) -> None:
-    async def main() -> tuple[list[int], list[int], int]:
-        fake = make_fake(1000)
-        async with make_client(fake) as client:
-            got = [
-                r.job_id
-                async for r in client.iter_group_calls(START, END, limit=limit, concurrency=8)
-            ]
-        return got, ids(fake.expected(START, END))[:limit], fake.stats.requests
+@pytest.mark.parametrize("slow", [False, True])
+def test_limit_stops_early_and_fetches_no_page_it_does_not_need(
+    limit: int, concurrency: int, slow: bool
+) -> None:
+    async def main() -> tuple[list[int], list[int], int, list[list[int]]]:
+        fake = make_fake(1000, latency=0.01)
+        served = Served(fake.transport())
+        got: list[int] = []
+        async with make_client(fake, transport=served) as client:
+            stream = client.iter_group_calls(START, END, limit=limit, concurrency=concurrency)
+            async for record in stream:
+                got.append(record.job_id)
+                if slow and len(got) % 50 == 0:
+                    await asyncio.sleep(0.5)
+        return got, ids(fake.expected(START, END)), fake.stats.requests, served.replies
 
-    got, expected, sent = virtual(main)
-    assert got == expected
-    assert sent == requests
+    got, expected, sent, replies = virtual(main)
+    assert got == expected[:limit]
+    pages = -(-min(limit, 1000) // 100)
+    assert sent <= request_bound(pages, concurrency)
+    if limit <= 100:
+        assert sent == pages  # the first page alone
+    rank = {job: k for k, job in enumerate(expected)}
+    beyond = [
+        served for served in replies if served and min(map(rank.__getitem__, served)) >= limit
+    ]
+    if limit <= 250 or limit >= 1000:
+        assert not beyond, "a page holding only records past the limit was fetched"
+    else:
+        # The limit's last record falls in one slice; each slice after it may have read
+        # one page before the records ahead of it covered the limit.
+        assert len(beyond) <= concurrency - 1
 
 
 def test_start_page_past_the_end_yields_nothing_after_one_request() -> None:
@@ -421,40 +534,116 @@ def test_bad_stream_arguments_fail_on_creation_before_any_request(
 # -- failure and resuming -------------------------------------------------------------------------
 
 
-def test_a_failed_page_ends_the_stream_with_its_number_and_resuming_loses_and_repeats_nothing() -> (
-    None
-):
-    async def main() -> tuple[list[int], list[int], int, int | None]:
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("as_string", [False, True])
+def test_a_failed_request_ends_the_stream_with_a_cursor_and_resuming_loses_and_repeats_nothing(
+    ordered: bool, as_string: bool
+) -> None:
+    async def main() -> tuple[list[int], list[int], InvalidParameterError, StreamProgress]:
+        fake = make_fake(
+            1000, faults=FaultPlan(by_request={6: Fault.code(-22)}), latency=0.01, jitter=0.05
+        )
+        expected = ids(fake.expected(START, END))
+        got: list[int] = []
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, concurrency=4, ordered=ordered)
+            with pytest.raises(InvalidParameterError) as caught:
+                async for record in stream:
+                    got.append(record.job_id)
+            error = caught.value
+            assert error.code == -22
+            assert error.resume_from == stream.progress.resume_from
+            resume_from = str(error.resume_from) if as_string else error.resume_from
+            async for record in client.iter_group_calls(
+                START, END, concurrency=4, ordered=ordered, resume_from=resume_from
+            ):
+                got.append(record.job_id)
+        return got, expected, error, stream.progress
+
+    got, expected, error, progress = virtual(main)
+    assert error.page is None, "a page number means nothing in cursor mode"
+    assert isinstance(error.resume_from, StreamCursor)
+    assert not error.resume_from.done
+    assert progress.next_page is None
+    if ordered:
+        assert got == expected
+    else:
+        assert sorted(got) == sorted(expected)
+        assert len(got) == len(set(got))
+
+
+def test_in_offset_mode_a_failure_carries_the_first_page_not_handed_out_to_resume_from() -> None:
+    async def main() -> tuple[list[int], list[int], int | None, list[int]]:
         fake = make_fake(
             1000, faults=FaultPlan(by_page={6: [Fault.code(-22)]}), latency=0.01, jitter=0.05
         )
         expected = ids(fake.expected(START, END))
         got: list[int] = []
         async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, concurrency=4, start_page=2)
             with pytest.raises(InvalidParameterError) as caught:
-                async for record in client.iter_group_calls(START, END, concurrency=4):
+                async for record in stream:
                     got.append(record.job_id)
+            # The first page not handed out: pages after the failed one are dropped,
+            # pages before it still in flight are cancelled.
             failed_at = caught.value.page
-            assert caught.value.code == -22
-            sent_before_resume = fake.stats.requests
             assert failed_at is not None
+            assert 2 <= failed_at <= 6
+            assert stream.progress.next_page == failed_at
+            assert got == expected[100 : (failed_at - 1) * 100]
+            cursor = caught.value.resume_from
+            assert isinstance(cursor, StreamCursor)
+            assert cursor.mode.value == "offset"
+            assert cursor.page == failed_at
+            by_cursor = [
+                r.job_id async for r in client.iter_group_calls(START, END, resume_from=cursor)
+            ]
             async for record in client.iter_group_calls(START, END, start_page=failed_at):
                 got.append(record.job_id)
-        return got, expected, sent_before_resume, failed_at
+        return got, expected, failed_at, by_cursor
 
-    got, expected, sent, failed_at = virtual(main)
-    assert failed_at == 6
+    got, expected, failed_at, by_cursor = virtual(main)
+    assert got == expected[100:]
+    assert by_cursor == expected[(failed_at - 1) * 100 :]
+
+
+def test_a_request_whose_retries_run_out_raises_the_transient_error_with_a_cursor() -> None:
+    async def main() -> tuple[ItnioHTTPError, int, StreamProgress, list[int], list[int]]:
+        # One worker, so request 4 and its two retries are requests 4, 5 and 6.
+        faults = FaultPlan(by_request={n: Fault.http(503) for n in (4, 5, 6)})
+        fake = make_fake(800, faults=faults)
+        got: list[int] = []
+        async with make_client(
+            fake, retry=RetryPolicy(max_retries=2, initial_backoff=0.1)
+        ) as client:
+            stream = client.iter_group_calls(START, END, concurrency=1)
+            with pytest.raises(ItnioHTTPError) as caught:
+                async for record in stream:
+                    got.append(record.job_id)
+            count = len(got)
+            assert await no_other_tasks()
+            async for record in client.iter_group_calls(
+                START, END, concurrency=1, resume_from=caught.value.resume_from
+            ):
+                got.append(record.job_id)
+        return caught.value, count, stream.progress, got, ids(fake.expected(START, END))
+
+    error, count, progress, got, expected = virtual(main)
+    assert error.status_code == 503
+    assert error.attempts == 3
+    assert error.page is None
+    assert error.resume_from == progress.resume_from
+    assert progress.records_yielded == count > 0
     assert got == expected
-    assert sent <= 1 + 3 * 4 + 1
 
 
-def test_a_page_whose_retries_run_out_raises_the_transient_error_with_its_page() -> None:
+def test_in_offset_mode_a_page_whose_retries_run_out_raises_with_its_page() -> None:
     async def main() -> tuple[int | None, int | None, int]:
         fake = make_fake(800, faults=FaultPlan(by_page={3: [Fault.http(503)] * 10}))
         async with make_client(
             fake, retry=RetryPolicy(max_retries=2, initial_backoff=0.1)
         ) as client:
-            stream = client.iter_group_calls(START, END, concurrency=2)
+            stream = client.iter_group_calls(START, END, concurrency=2, start_page=2)
             count = 0
             with pytest.raises(ItnioHTTPError) as caught:
                 async for _ in stream:
@@ -463,7 +652,7 @@ def test_a_page_whose_retries_run_out_raises_the_transient_error_with_its_page()
             assert await no_other_tasks()
         return caught.value.page, caught.value.attempts, count
 
-    assert virtual(main) == (3, 3, 200)
+    assert virtual(main) == (3, 3, 100)
 
 
 def test_a_failure_on_the_first_page_carries_that_page() -> None:
@@ -543,72 +732,109 @@ def test_leaving_early_cancels_every_request_and_leaves_the_client_working(how: 
 
 
 def test_progress_is_reported_after_every_page() -> None:
-    seen: list[tuple[int, int, int]] = []
+    seen: list[tuple[int, int, int, StreamCursor | None]] = []
 
     def on_progress(progress: StreamProgress) -> None:
-        seen.append((progress.pages_done, progress.pages_known, progress.records_yielded))
+        seen.append(
+            (
+                progress.pages_done,
+                progress.pages_known,
+                progress.records_yielded,
+                progress.resume_from,
+            )
+        )
 
     async def main() -> StreamProgress:
-        fake = make_fake(450, faults=FaultPlan(by_page={2: [Fault.code(-18)]}))
+        fake = make_fake(450, faults=FaultPlan(by_request={2: Fault.code(-18)}))
         async with make_client(fake, rate_limit=50) as client:
             stream = client.iter_group_calls(START, END, concurrency=2, on_progress=on_progress)
             async for _ in stream:
                 pass
+            assert fake.stats.requests == stream.progress.requests
         return stream.progress
 
     progress = virtual(main)
-    assert progress.pages_done == progress.pages_known == 5
+    assert progress.pages_known == 5
     assert progress.records_yielded == progress.total == 450
-    assert progress.requests == 6
+    assert progress.pages_done == len(seen)
     assert progress.retries == 1
+    assert 5 + 1 <= progress.requests <= request_bound(5, 2) + 1
     assert progress.limiter_wait > 0
-    assert progress.next_page == 6
-    assert [s[2] for s in seen] == [100, 200, 300, 400, 450]
+    assert progress.next_page is None
+    assert progress.mode == "cursor"
+    counts = [s[2] for s in seen]
+    assert counts == sorted(counts)
+    assert counts[-1] == 450
+    cursors = [s[3] for s in seen]
+    assert all(isinstance(c, StreamCursor) for c in cursors)
+    assert len(set(cursors)) == len(cursors), "the cursor moves on with every page"
+    assert cursors[-1] is not None
+    assert cursors[-1].done
 
 
 # -- memory ---------------------------------------------------------------------------------------
 
 
+#: Creation time of the newest record of the synthetic vendor; the others are a second apart.
+_NEWEST = END - timedelta(days=1)
+
+
 def _synthetic_vendor(total: int) -> Callable[[httpx.Request], httpx.Response]:
-    """A lean vendor for the memory test: the fake's own caches would blur the measure."""
+    """A lean vendor for the memory test (the fake's own caches would blur the measure):
+    record ``i`` was created ``i`` seconds before ``_NEWEST``; windows are honoured."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         current, size = body["current"], body["size"]
-        first = (current - 1) * size
-        records = [wire_record(10_000_000 - i) for i in range(first, min(first + size, total))]
-        data = {"records": records, "total": total, "size": size, "current": current}
-        data["pages"] = -(-total // size)
+        lo = datetime.fromisoformat(body["params"]["strTime"])
+        hi = datetime.fromisoformat(body["params"]["endTime"])
+        first_i = max(0, int((_NEWEST - hi).total_seconds()))
+        last_i = min(total - 1, int((_NEWEST - lo).total_seconds()))
+        count = max(0, last_i - first_i + 1)
+        first = first_i + (current - 1) * size
+        records = [
+            wire_record(
+                10_000_000 - i,
+                createdTime=(_NEWEST - timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S"),
+            )
+            for i in range(first, min(first + size, first_i + count))
+        ]
+        data = {"records": records, "total": count, "size": size, "current": current}
+        data["pages"] = -(-count // size)
         return httpx.Response(200, json={"code": 0, "msg": "success", "data": data})
 
     return handler
 
 
-def test_streaming_100k_records_keeps_memory_far_below_the_records_size() -> None:
+def test_streaming_100k_records_keeps_memory_within_the_read_ahead() -> None:
     total = 100_000
+    concurrency = 4
 
-    async def main() -> tuple[int, int, int]:
+    async def main() -> tuple[int, int, float]:
         client = AsyncVoiceClient(
             "k", "s", transport=httpx.MockTransport(_synthetic_vendor(total)), rate_limit=None
         )
         async with client:
-            # What the records take when all are kept: a tenth of them, times ten.
+            # What one record takes when kept, measured on 10,000 of them.
             tracemalloc.start()
-            kept = [r async for r in client.iter_group_calls(START, END, limit=total // 10)]
-            all_records = tracemalloc.get_traced_memory()[0] * 10
+            kept = [r async for r in client.iter_group_calls(START, END, limit=10_000)]
+            per_record = tracemalloc.get_traced_memory()[0] / len(kept)
             del kept
             tracemalloc.stop()
             tracemalloc.start()
             count = 0
-            async for _ in client.iter_group_calls(START, END, concurrency=4):
+            async for _ in client.iter_group_calls(START, END, concurrency=concurrency):
                 count += 1
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-        return count, peak, all_records
+        return count, peak, per_record
 
-    count, peak, all_records = virtual(main)
+    count, peak, per_record = virtual(main)
     assert count == total
-    assert peak < all_records / 10, (peak, all_records)
+    # At most the read-ahead and a page per worker are held, however large the result.
+    held = READ_AHEAD_RECORDS + concurrency * 100
+    assert peak < per_record * held, (peak, per_record * held)
+    assert peak < per_record * total / 4
 
 
 def test_a_resumed_stream_never_reads_before_its_start_page_after_a_drift() -> None:
