@@ -322,13 +322,21 @@ class _Ready(Generic[T]):
 
 @attrs.define(slots=True)
 class _Second:
-    """One second paged by offset: more records share it than a page holds."""
+    """One second paged by offset: more records share it than a page holds.
+
+    Offsets inside it shift when one of its records leaves and another enters (its total
+    unchanged), so it is read in passes until a whole pass brings nothing new: a record
+    that stayed, and that one pass was shifted past, is found by the next.
+    """
 
     time: datetime
     start: datetime
     end: datetime
     page: int = 1
     total: int | None = None
+    #: Whole passes over the second done, and whether the current one found new records.
+    passes: int = 0
+    found: bool = False
 
 
 @attrs.define(slots=True, eq=False)
@@ -744,13 +752,28 @@ class CursorPlan(Generic[T]):
                 )
             second.page, second.total = 1, None  # read that second again; repeats dropped
             return
+        if second.passes == 0 and second.total is None:
+            # Reading a crowded second twice over is work the first reply did not count.
+            self._budget += 2 * math.ceil(page.total / self._size) + 2
         second.total = page.total
+        known = len(s.seen) if s.time == second.time else 0
         self._accept(s, page.records, times)
-        if fetch.page * fetch.size >= page.total:
+        if len(s.seen) > known:
+            second.found = True
+        if fetch.page * fetch.size < page.total:
+            second.page += 1
+        elif second.passes == 0 or second.found:
+            # One more pass, to find what a shift inside the second hid from this one.
+            second.passes += 1
+            if second.passes > MAX_REREADS:
+                raise ResultUnstableError(
+                    f"the records created at {second.time} kept changing while they were "
+                    f"paged ({MAX_REREADS} passes)"
+                )
+            second.page, second.total, second.found = 1, None, False
+        else:
             s.second = None
             self._move(s, second.time - _SECOND)
-        else:
-            second.page += 1
 
     # -- cutting the frontier -----------------------------------------------------------
 

@@ -380,8 +380,14 @@ def check_exactly_once(
 
 
 def full_seconds(records: list[Rec], page_size: int) -> int:
-    """Seconds holding a page of records or more: each may be paged by offset on its own."""
-    return sum(1 for n in Counter(r.created for r in records).values() if n >= page_size)
+    """What seconds holding a page of records or more may cost beyond their pages: each
+    is paged by offset on its own, twice over (the second pass finds what a shift inside
+    the second hid from the first), in requests counted per record-page of the second."""
+    return sum(
+        1 + math.ceil(n / page_size)
+        for n in Counter(r.created for r in records).values()
+        if n >= page_size
+    )
 
 
 def bound_when_still(pages: int, concurrency: int) -> int:
@@ -641,11 +647,10 @@ def test_records_that_stay_arrive_exactly_once_through_any_churn_and_faults(
     assert len(driver.run.fetches) <= bound
 
 
-def test_a_balanced_swap_inside_a_crowded_second_can_shift_one_record_past_its_pages() -> None:
-    """The one change cursor mode cannot see, as the README says: a second holding more
-    than a page is paged by offset, and one of its records leaving while another enters
-    (its total unchanged) can shift one more past the pages. Nothing repeats, and nothing
-    outside that second is touched."""
+def test_a_balanced_swap_inside_a_crowded_second_loses_nothing() -> None:
+    """A second holding more than a page is paged by offset, where one of its records
+    leaving while another enters (its total unchanged) shifts one more past the pages:
+    the second is read again until a whole pass brings nothing new."""
     second = at(5)
     ids = [90, 80, 70, 60, 50, 40, 30, 20, 10]  # more than a page of 2, newest first by id
     others = [Rec(at(3), 3), Rec(at(2), 2)]
@@ -665,7 +670,7 @@ def test_a_balanced_swap_inside_a_crowded_second_can_shift_one_record_past_its_p
     got = [r.ident for r in records]
     assert len(got) == len(set(got))
     stayed = set(ids) - {90}
-    assert len(stayed - set(got)) <= 1
+    assert stayed <= set(got)
     assert {3, 2} <= set(got)
 
 
