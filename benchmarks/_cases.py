@@ -7,25 +7,24 @@ and reported as the median of the per-round ratios with their min-max.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 import time
 import timeit
-import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import _bare
 import httpx
 from _report import Figure
-from _servers import API_KEY, API_SECRET, Server, counter, fake_cli, redis_server, stats_server
+from _servers import API_KEY, API_SECRET, Server, fake_cli, stats_server
 
 from itnio_async import AsyncVoiceClient, GroupCallRecord, Page
 from itnio_async._converter import decode_envelope, make_converter
@@ -50,11 +49,27 @@ CONCURRENCY: Final = 16
 LATENCY_BOUND: Final = LATENCY * (1 + math.ceil((LATENCY_PAGES - 1) / CONCURRENCY))
 
 #: Rate-bound paging: 300 pages at 100 requests/s, 16 in flight. The fake answers at
-#: once: the bound, (300 - 1) / 100 s, counts only the spacing the rate imposes.
+#: once: the bound, (requests - 1) / 100 s over every request the stream sent (its
+#: planning pages included), counts only the spacing the rate imposes.
 RATE_PAGES: Final = 300
 RATE: Final = 100.0
 RATE_LATENCY: Final = 0.0
-RATE_BOUND: Final = (RATE_PAGES - 1) / RATE
+#: The same bound for the pages alone, (300 - 1) / 100 s: what a stream sending no
+#: request beyond its pages could reach.
+RATE_PAGES_BOUND: Final = (RATE_PAGES - 1) / RATE
+
+#: Requests per stream when nothing changes: at most pages + 2 x concurrency + 2.
+REQUESTS_PAGES: Final = 200
+REQUESTS_CONCURRENCIES: Final = (1, 8, 16)
+
+
+def request_budget(pages: int, concurrency: int) -> int:
+    """The most requests a stream of ``pages`` pages may send when nothing changes."""
+    return pages + 2 * concurrency + 2
+
+
+#: The memory case streams with the library's default concurrency.
+MEMORY_CONCURRENCY: Final = 8
 
 _HERE: Final = Path(__file__).resolve().parent
 
@@ -93,6 +108,26 @@ def _progress(message: str) -> None:
     print(f"  {message}", file=sys.stderr, flush=True)
 
 
+def density(tasks: int) -> dict[str, Any]:
+    """How crowded the seconds of the fake's generated window are (seed 1, as served).
+
+    A cursor page asks again for the second its position stands on, so every page
+    re-reads the records it last saw there: with one record a second, one of each page's
+    records is a repeat; in a burst that shares a second, up to the whole burst.
+    """
+    per_second = Counter(task.created_time for task in Dataset.generate(tasks, seed=1))
+    crowded = sum(count for count in per_second.values() if count > 1)
+    return {
+        "tasks": tasks,
+        "window_seconds": (END - START).total_seconds(),
+        "tasks_per_second": tasks / (END - START).total_seconds(),
+        "seconds_with_tasks": len(per_second),
+        "most_in_one_second": max(per_second.values(), default=0),
+        "share_sharing_a_second": crowded / tasks if tasks else 0.0,
+        "tasks_per_occupied_second": tasks / len(per_second) if per_second else 0.0,
+    }
+
+
 # -- latency-bound paging and what users write today ------------------------------------
 
 
@@ -104,6 +139,8 @@ class _Run:
     records: int
     #: CPU seconds the client (this process) used during the run.
     client_cpu: float
+    #: Requests the run sent (the library's own count, retries included).
+    requests: int
 
 
 async def _library_stream(url: str, *, concurrency: int, rate_limit: float | None) -> _Run:
@@ -111,26 +148,35 @@ async def _library_stream(url: str, *, concurrency: int, rate_limit: float | Non
     async with AsyncVoiceClient(API_KEY, API_SECRET, base_url=url, rate_limit=rate_limit) as client:
         records = 0
         cpu, started = time.process_time(), time.perf_counter()
-        async for _record in client.iter_group_calls(START, END, concurrency=concurrency):
+        stream = client.iter_group_calls(START, END, concurrency=concurrency)
+        async for _record in stream:
             records += 1
-        return _Run(time.perf_counter() - started, records, time.process_time() - cpu)
+        seconds, used = time.perf_counter() - started, time.process_time() - cpu
+        return _Run(seconds, records, used, stream.progress.requests)
+
+
+def _bare_limits(concurrency: int) -> httpx.Limits:
+    # The same pool bounds as the library's client has at this concurrency: at most
+    # ``concurrency`` requests are in flight on either side, each on its own connection.
+    return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
 
 async def _bare_concurrent(url: str) -> _Run:
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, limits=_bare_limits(CONCURRENCY)) as http:
         cpu, started = time.process_time(), time.perf_counter()
-        records = await _bare.concurrent_loop(
+        records, requests = await _bare.concurrent_loop(
             http, API_KEY, API_SECRET, START, END, concurrency=CONCURRENCY
         )
-        return _Run(time.perf_counter() - started, records, time.process_time() - cpu)
+        seconds, used = time.perf_counter() - started, time.process_time() - cpu
+        return _Run(seconds, records, used, requests)
 
 
 async def _bare_sequential(url: str) -> _Run:
-    async with httpx.AsyncClient(base_url=url) as http:
+    async with httpx.AsyncClient(base_url=url, limits=_bare_limits(1)) as http:
         cpu, started = time.process_time(), time.perf_counter()
-        records = await _bare.sequential_loop(http, API_KEY, API_SECRET, START, END)
-        return _Run(time.perf_counter() - started, records, time.process_time() - cpu)
+        records, requests = await _bare.sequential_loop(http, API_KEY, API_SECRET, START, END)
+        seconds, used = time.perf_counter() - started, time.process_time() - cpu
+        return _Run(seconds, records, used, requests)
 
 
 def _timed(
@@ -155,6 +201,7 @@ def paging(settings: Settings, *, latency: bool, users: bool) -> CaseResult:
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     client_cpu: dict[str, list[float]] = {name: [] for name in variants}
     server_cpu: dict[str, list[float]] = {name: [] for name in variants}
+    requests: dict[str, list[float]] = {name: [] for name in variants}
     with fake_cli(tasks=expected, latency=LATENCY) as server:
         url = server.url
         runs: dict[str, Callable[[], Coroutine[Any, Any, _Run]]] = {
@@ -168,23 +215,26 @@ def paging(settings: Settings, *, latency: bool, users: bool) -> CaseResult:
             result, used = _timed(server, runs[name], expected, name)
             seconds[name].append(result.seconds)
             client_cpu[name].append(result.client_cpu)
+            requests[name].append(result.requests)
             if used is not None:
                 server_cpu[name].append(used)
 
         _progress("warm-up")
         _timed(server, runs["library_c16"], expected, "warm-up")
         _timed(server, runs["bare_c16"], expected, "warm-up")
-        # Round after round, so that each ratio's sides are measured next to each other.
+        # Round after round, so that each ratio's sides are measured next to each other;
+        # which side goes first alternates, so neither always runs on a warmer server.
         for round_ in range(settings.repeats):
-            sample("library_c16")
-            if latency:
-                sample("bare_c16")
+            pair = ("library_c16", "bare_c16") if latency else ("library_c16",)
+            for name in pair if round_ % 2 == 0 else pair[::-1]:
+                sample(name)
             if users and round_ < settings.slow_repeats:
                 sample("sequential")
                 sample("library_c1")
             _progress(f"round {round_ + 1}/{settings.repeats}")
 
     lib = seconds["library_c16"]
+    budget = request_budget(LATENCY_PAGES, CONCURRENCY)
     figures: list[Figure] = []
     if latency:
         case = "latency-bound paging"
@@ -205,13 +255,29 @@ def paging(settings: Settings, *, latency: bool, users: bool) -> CaseResult:
                 _ratios(seconds["bare_c16"], lib),
                 (">=", 0.90),
             ),
+            Figure(
+                case,
+                "  bound / bare loop",
+                "ratio",
+                [LATENCY_BOUND / value for value in seconds["bare_c16"]],
+            ),
+            Figure(
+                case,
+                f"requests per stream, library ({LATENCY_PAGES} pages)",
+                "count",
+                requests["library_c16"],
+                ("<=", budget),
+                every=True,
+            ),
+            Figure(case, "  requests, bare loop", "count", requests["bare_c16"]),
             Figure(case, "client CPU, library run", "s", client_cpu["library_c16"]),
             Figure(case, "client CPU, bare loop run", "s", client_cpu["bare_c16"]),
         ]
-        if server_cpu["library_c16"]:
-            figures.append(
-                Figure(case, "fake server CPU, library run", "s", server_cpu["library_c16"])
-            )
+        if server_cpu["library_c16"] and server_cpu["bare_c16"]:
+            figures += [
+                Figure(case, "fake server CPU, library run", "s", server_cpu["library_c16"]),
+                Figure(case, "fake server CPU, bare loop run", "s", server_cpu["bare_c16"]),
+            ]
     if users:
         case = "against what users write"
         figures += [
@@ -244,12 +310,15 @@ def paging(settings: Settings, *, latency: bool, users: bool) -> CaseResult:
         "latency_s": LATENCY,
         "concurrency": CONCURRENCY,
         "bound_s": LATENCY_BOUND,
+        "request_budget": budget,
+        "dataset": density(expected),
     }
     raw = {
         "setup": setup,
         "seconds": seconds,
         "client_cpu_s": client_cpu,
         "server_cpu_s": server_cpu,
+        "requests": requests,
     }
     return CaseResult(figures, raw)
 
@@ -258,12 +327,16 @@ def paging(settings: Settings, *, latency: bool, users: bool) -> CaseResult:
 
 
 def rate(settings: Settings) -> CaseResult:
-    """300 pages at 100 requests/s: time against the bound, requests per second at the server."""
+    """300 pages at 100 requests/s: time against the bound over every request the stream
+    sent, requests per second and per stream at the server."""
     expected = RATE_PAGES * PAGE_SIZE
+    budget = request_budget(RATE_PAGES, CONCURRENCY)
     seconds: list[float] = []
+    bounds: list[float] = []
     per_second: list[float] = []
     spans: list[float] = []
     requests: list[float] = []
+    stream_requests: list[float] = []
     server_reports: list[dict[str, Any]] = []
     with stats_server(tasks=expected, latency=RATE_LATENCY) as server:
         server.stats()  # start from zero
@@ -280,6 +353,9 @@ def rate(settings: Settings) -> CaseResult:
             per_second.append(report["max_in_any_second"])
             spans.append(arrivals[-1] - arrivals[0])
             requests.append(report["requests"])
+            stream_requests.append(result.requests)
+            # The rate spaces every request the stream sends, its planning pages too.
+            bounds.append((report["requests"] - 1) / RATE)
             server_reports.append(report)
             _progress(f"round {round_ + 1}/{settings.repeats}")
     case = "rate-bound paging"
@@ -287,25 +363,105 @@ def rate(settings: Settings) -> CaseResult:
         Figure(case, "library, 100 req/s, concurrency 16", "s", seconds),
         Figure(
             case,
-            f"bound / library (bound {RATE_BOUND:.2f} s)",
+            "bound / library (bound (requests - 1) / 100 s)",
             "ratio",
-            [RATE_BOUND / value for value in seconds],
+            _ratios(bounds, seconds),
             (">=", 0.95),
+        ),
+        Figure(case, "  bound, over the requests sent", "s", bounds),
+        Figure(
+            case,
+            f"  pages-only bound / library (bound {RATE_PAGES_BOUND:.2f} s)",
+            "ratio",
+            [RATE_PAGES_BOUND / value for value in seconds],
         ),
         Figure(
             case, "max requests in any 1 s (server)", "count", per_second, ("<=", 101), every=True
         ),
         Figure(case, "first to last arrival (server)", "s", spans),
-        Figure(case, "requests seen (server)", "count", requests),
+        Figure(
+            case,
+            f"requests per stream (server, {RATE_PAGES} pages)",
+            "count",
+            requests,
+            ("<=", budget),
+            every=True,
+        ),
     ]
     setup = {
         "pages": RATE_PAGES,
         "rate": RATE,
         "latency_s": RATE_LATENCY,
         "concurrency": CONCURRENCY,
-        "bound_s": RATE_BOUND,
+        "bound": "(requests seen by the server - 1) / rate, per run",
+        "pages_bound_s": RATE_PAGES_BOUND,
+        "request_budget": budget,
+        "dataset": density(expected),
     }
-    raw = {"setup": setup, "seconds": seconds, "server": server_reports}
+    raw = {
+        "setup": setup,
+        "seconds": seconds,
+        "bounds_s": bounds,
+        "stream_requests": stream_requests,
+        "server": server_reports,
+    }
+    return CaseResult(figures, raw)
+
+
+# -- requests per stream ------------------------------------------------------------------
+
+
+def requests_per_stream(settings: Settings) -> CaseResult:
+    """Requests one stream sends for 200 pages at several concurrencies, counted at the
+    server: at most pages + 2 x concurrency + 2 when nothing changes."""
+    expected = REQUESTS_PAGES * PAGE_SIZE
+    repeats = 1 if settings.quick else min(settings.repeats, 3)
+    counts: dict[str, list[float]] = {str(c): [] for c in REQUESTS_CONCURRENCIES}
+    stream_counts: dict[str, list[float]] = {str(c): [] for c in REQUESTS_CONCURRENCIES}
+    with stats_server(tasks=expected) as server:
+        server.stats()  # start from zero
+        for round_ in range(repeats):
+            for concurrency in REQUESTS_CONCURRENCIES:
+                result, _ = _timed(
+                    server,
+                    partial(_library_stream, server.url, concurrency=concurrency, rate_limit=None),
+                    expected,
+                    f"requests per stream, concurrency {concurrency}",
+                )
+                counts[str(concurrency)].append(server.stats()["requests"])
+                stream_counts[str(concurrency)].append(result.requests)
+            _progress(f"round {round_ + 1}/{repeats}")
+    case = "requests per stream"
+    figures = [
+        Figure(
+            case,
+            f"{REQUESTS_PAGES} pages, concurrency {concurrency} (server)",
+            "count",
+            counts[str(concurrency)],
+            ("<=", request_budget(REQUESTS_PAGES, concurrency)),
+            every=True,
+        )
+        for concurrency in REQUESTS_CONCURRENCIES
+    ]
+    # What each cursor page reads again: the records at its boundary second.
+    crowd = density(expected)
+    figures += [
+        Figure(
+            case,
+            "  dataset: tasks per occupied second",
+            "ratio",
+            [crowd["tasks_per_occupied_second"]],
+        ),
+        Figure(case, "  dataset: most tasks in one second", "count", [crowd["most_in_one_second"]]),
+    ]
+    setup = {
+        "pages": REQUESTS_PAGES,
+        "page_size": PAGE_SIZE,
+        "concurrencies": list(REQUESTS_CONCURRENCIES),
+        "budgets": {str(c): request_budget(REQUESTS_PAGES, c) for c in REQUESTS_CONCURRENCIES},
+        "dataset": crowd,
+    }
+    raw = {"setup": setup, "server_requests": counts, "stream_requests": stream_counts}
     return CaseResult(figures, raw)
 
 
@@ -473,6 +629,8 @@ def _memory_worker(url: str, records: int) -> dict[str, Any]:
             str(_HERE / "_memory_worker.py"),
             "--records",
             str(records),
+            "--concurrency",
+            str(MEMORY_CONCURRENCY),
             "--url",
             url,
             "--api-key",
@@ -548,166 +706,35 @@ def memory(settings: Settings) -> CaseResult:
     figures.append(
         Figure(case, f"stream time, {large:,} records", "s", [r["seconds"] for r in large_runs])
     )
+    pages = math.ceil(large / PAGE_SIZE)
+    figures.append(
+        Figure(
+            case,
+            f"requests per stream, {large:,} records ({pages:,} pages)",
+            "count",
+            [r["requests"] for r in large_runs],
+            ("<=", request_budget(pages, MEMORY_CONCURRENCY)),
+            every=True,
+        )
+    )
     setup = {
         "records": [small, large],
-        "concurrency": 8,
+        "concurrency": MEMORY_CONCURRENCY,
         "page_size": PAGE_SIZE,
         "figure": key,
+        "dataset_tasks_per_second": {
+            str(n): n / (END - START).total_seconds() for n in (small, large)
+        },
     }
     return CaseResult(figures, {"setup": setup, "workers": reports})
-
-
-# -- one rate shared by several processes ------------------------------------------------
-
-#: The shared-rate case: every rate with every number of processes.
-SHARED_RATES: Final = (50, 200, 1000)
-SHARED_WORKERS: Final = (1, 4, 8)
-#: Tasks per worker process, each looping on acquire-and-send.
-SHARED_CONCURRENCY: Final = 8
-#: The first second of a run (processes starting, the limiter's slow start) is left out of
-#: the delivered rate; the densest second is taken over the whole run.
-SHARED_SETTLE: Final = 1.0
-_WORKER_TIMEOUT: Final = 60.0
-
-
-def _most_in_any_second(times: list[float]) -> int:
-    times = sorted(times)
-    best = first = 0
-    for last, now in enumerate(times):
-        while now - times[first] >= 1.0:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-def _shared_run(
-    server: Server, redis_url: str, limiter: str, rate: int, workers: int, seconds: float
-) -> dict[str, Any]:
-    """W worker processes on one limiter for ``seconds``; what the counter saw."""
-    port = server.url.rsplit(":", 1)[1]
-    command = [
-        sys.executable, str(_HERE / "_shared_worker.py"),
-        "--limiter", limiter,
-        "--rate", str(rate),
-        "--workers", str(workers),
-        "--redis-url", redis_url,
-        "--prefix", f"bench:{uuid.uuid4().hex[:12]}",
-        "--counter-port", port,
-        "--seconds", repr(seconds),
-        "--concurrency", str(SHARED_CONCURRENCY),
-    ]  # fmt: skip
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    processes = [
-        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        for _ in range(workers)
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if line.strip() != "ready":
-                raise RuntimeError(f"shared worker ({limiter}) did not start: {line!r}")
-        server.stats()  # forget the warm-up
-        started = time.time()  # the counter stamps with the kernel's wall clock
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        reports = []
-        for process in processes:
-            out, _ = process.communicate(timeout=seconds + _WORKER_TIMEOUT)
-            if process.returncode != 0:
-                raise RuntimeError(f"shared worker ({limiter}) failed with {process.returncode}")
-            reports.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    arrivals = sorted(server.stats()["arrivals"])
-    grants = sum(report["grants"] for report in reports)
-    if len(arrivals) != grants:
-        raise RuntimeError(f"shared ({limiter}): {grants} grants sent, {len(arrivals)} arrived")
-    steady = [t for t in arrivals if started + SHARED_SETTLE <= t < started + seconds]
-    return {
-        "delivered": len(steady) / ((seconds - SHARED_SETTLE) * rate),
-        "most_in_any_second": _most_in_any_second(arrivals),
-        "requests": len(arrivals),
-        "failures": sum(report["failures"] for report in reports),
-        "client_cpu_s": sum(report["cpu_s"] for report in reports),
-    }
-
-
-def shared(settings: Settings) -> CaseResult:
-    """One account's rate shared by W processes: delivered / R and the densest second.
-
-    Side by side in each round: our Redis limiter, W local buckets at R / W, and
-    ``throttled-py``'s GCRA on the same Redis when it is installed (the ``bench`` extra).
-    """
-    limiters = ["redis", "local"]
-    if importlib.util.find_spec("throttled") is not None:
-        limiters.append("throttled")
-    else:
-        _progress("throttled-py is not installed (pip install -e '.[bench]'): left out")
-    seconds = 3.0 if settings.quick else 4.0
-    repeats = 1 if settings.quick else min(settings.repeats, 3)
-    runs: dict[str, list[dict[str, Any]]] = {}
-    with redis_server() as redis_url, counter() as server:
-        server.stats()
-        for round_ in range(repeats):
-            for rate in SHARED_RATES:
-                for workers in SHARED_WORKERS:
-                    for limiter in limiters:
-                        result = _shared_run(server, redis_url, limiter, rate, workers, seconds)
-                        runs.setdefault(f"{limiter} R={rate} W={workers}", []).append(result)
-                _progress(f"round {round_ + 1}/{repeats}: R={rate} done")
-    names = {
-        "redis": "RedisRateLimiter",
-        "local": "W local buckets at R/W",
-        "throttled": "throttled-py GCRA",
-    }
-    figures: list[Figure] = []
-    case = "shared rate"
-    for rate in SHARED_RATES:
-        for workers in SHARED_WORKERS:
-            for limiter in limiters:
-                samples = runs[f"{limiter} R={rate} W={workers}"]
-                ours = limiter == "redis"
-                goal = 0.95 if rate < 1000 else 0.90
-                figures += [
-                    Figure(
-                        case,
-                        f"R={rate} W={workers} {names[limiter]}: delivered / R",
-                        "ratio",
-                        [sample["delivered"] for sample in samples],
-                        (">=", goal) if ours else None,
-                    ),
-                    Figure(
-                        case,
-                        f"R={rate} W={workers} {names[limiter]}: max in any 1 s",
-                        "count",
-                        [sample["most_in_any_second"] for sample in samples],
-                        ("<=", rate + 1) if ours else None,
-                        every=ours,
-                    ),
-                ]
-    setup = {
-        "rates": SHARED_RATES,
-        "workers": SHARED_WORKERS,
-        "concurrency_per_worker": SHARED_CONCURRENCY,
-        "seconds": seconds,
-        "settle_s": SHARED_SETTLE,
-        "limiters": limiters,
-    }
-    return CaseResult(figures, {"setup": setup, "runs": runs})
 
 
 CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {
     "latency": lambda settings: paging(settings, latency=True, users=False),
     "users": lambda settings: paging(settings, latency=False, users=True),
     "rate": rate,
+    "requests": requests_per_stream,
     "overhead": overhead,
     "decoding": decoding,
     "memory": memory,
-    "shared": shared,
 }

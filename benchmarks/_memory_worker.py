@@ -14,7 +14,8 @@ Prints one JSON line, sizes in KiB:
   with ``/proc/self/clear_refs`` once the imports are done, then read from
   ``/proc/self/status``), which leaves out transient memory of the imports (compiling
   modules when no bytecode cache is written, for one); ``null`` where not available;
-* ``before_kib``: RSS just before streaming; ``records``; ``seconds``.
+* ``before_kib``: RSS just before streaming; ``records``; ``requests`` (the stream's
+  own count); ``seconds``.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ def _reset_peak() -> bool:
     return True
 
 
-async def _stream(url: str, api_key: str, api_secret: str, concurrency: int) -> int:
+async def _stream(url: str, api_key: str, api_secret: str, concurrency: int) -> tuple[int, int]:
     count = 0
     async with AsyncVoiceClient(api_key, api_secret, base_url=url, rate_limit=None) as client:
         stream = client.iter_group_calls(_START, _END, concurrency=concurrency)
         async with stream:
             async for _record in stream:
                 count += 1
-    return count
+    return count, stream.progress.requests
 
 
 def main() -> int:
@@ -78,10 +79,13 @@ def main() -> int:
     reset = _reset_peak()
     before = _status_kib("VmRSS")
     started = time.perf_counter()
-    count = asyncio.run(_stream(args.url, args.api_key, args.api_secret, args.concurrency))
+    count, requests = asyncio.run(
+        _stream(args.url, args.api_key, args.api_secret, args.concurrency)
+    )
     seconds = time.perf_counter() - started
     report = {
         "records": count,
+        "requests": requests,
         "seconds": seconds,
         "before_kib": before,
         "stream_peak_kib": _status_kib("VmHWM") if reset else None,

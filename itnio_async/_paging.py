@@ -434,8 +434,8 @@ class CursorPlan(Generic[T]):
         self._cuts: list[tuple[Fetch, Page[T] | None]] = []
         # Whether the frontier is let go (fetched by cursor) once the cuts are applied.
         self._release_after_cuts = False
-        # Pages the frontier still holds below what is planned, as last told.
-        self._frontier_pages = 0
+        # Records the frontier still holds below what is planned, as last told.
+        self._frontier_records = 0
         # Fetches the task layer should cancel: their answers are no longer wanted.
         self._obsolete: list[int] = []
         # Whether a reply showed a record at the second its request ended on.
@@ -536,7 +536,7 @@ class CursorPlan(Generic[T]):
             # was never fetched again, and the stream waited forever.
             if len(page.records) < page.total and s is self._slices[-1]:
                 s.frontier = True
-                self._frontier_pages = math.ceil((page.total - len(page.records)) / self._size)
+                self._frontier_records = page.total - len(page.records)
         if purpose == "second":
             self._on_second(s, fetch, page, times)
         else:
@@ -788,25 +788,45 @@ class CursorPlan(Generic[T]):
         free = min(self._concurrency - active, self._concurrency - len(self._in_flight))
         if free <= 0:
             return False
-        rest = self._frontier_pages
+        records = self._frontier_records
         if self._remaining is not None:
-            rest = min(rest, math.ceil(self._remaining / self._size))
+            records = min(records, self._remaining)
+        rest = math.ceil(records / self._size)
         longest = max(MIN_SLICE_PAGES, self._read_ahead // self._concurrency)
         slices = max(1, min(free, rest // MIN_SLICE_PAGES))
-        # Page 1 of the frontier's window lies just below what it has fetched; the slice
-        # above each cut takes that much too, so ``rest + 1`` pages are shared out.
-        each = (rest + 1) / slices
+        each = math.ceil(rest / slices) if rest else 0
+        # Cut ``j`` is page ``j * each`` of the frontier, in pages of ``size`` records:
+        # each slice is then ``each`` such pages, fetched as its cut and ``each - 1``
+        # cursor pages, and the top slice (idle while the cuts are answered) one less. A
+        # cursor page reads its boundary second again, so at the vendor's largest page it
+        # moves on by at most ``max_size - 1`` records: ``size`` is chosen smaller than
+        # that where the frontier allows, or every slice would need one more request (and
+        # one more round trip) than the pages it holds.
         if each > longest:
+            # Part of the frontier, in slices of ``longest`` pages of what a cursor page
+            # moves on by, with room for a boundary second of two records.
             each, cuts, self._release_after_cuts = longest, free, False
+            size = max(1, min(self._size, self._max_size - 2))
         else:
+            # The whole frontier, spread evenly.
             cuts, self._release_after_cuts = slices - 1, True
+            size = max(1, min(self._size, math.ceil(records / max(1, slices * each - 1))))
+        pages = [j * each for j in range(1, cuts + 1)]
+        if self._size + 2 <= self._max_size:
+            # A cursor page below the vendor's largest asks for its repeats on top, and
+            # moves on by a whole page: the cuts keep the stream's own page size, and
+            # share the frontier's ``rest + 1`` pages out evenly (the slice above the
+            # first cut also takes page 1 of the frontier's window).
+            size = self._size
+            if self._release_after_cuts:
+                share = (rest + 1) / slices
+                pages = [max(2, round(j * share)) for j in range(1, cuts + 1)]
         if cuts <= 0:
             frontier.frontier = False  # small enough: fetch it by cursor
             return True
         end = self._end_for(frontier.time)
-        for j in range(1, cuts + 1):
-            page = max(2, round(j * each))
-            fetch = Fetch(next(self._keys), frontier.lo, end, page, self._size)
+        for page in pages:
+            fetch = Fetch(next(self._keys), frontier.lo, end, page, size)
             self._cuts.append((fetch, None))
             self._issue(fetch, frontier, "cut", out)
         return False
@@ -842,8 +862,8 @@ class CursorPlan(Generic[T]):
             self._slices.append(below)
             frontier = below
             left = max(0, reply.total - cut.page * cut.size)
-        self._frontier_pages = math.ceil(left / self._size)
-        if self._release_after_cuts or self._frontier_pages == 0:
+        self._frontier_records = left
+        if self._release_after_cuts or self._frontier_records == 0:
             frontier.frontier = False
 
 
