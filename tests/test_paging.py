@@ -246,19 +246,31 @@ class Driver:
     ordered: bool
     #: Change the vendor before each answer (creations, removals, swaps).
     churn: bool = False
-    #: Let fetches fail (the run then resumes from the plan's remaining()).
+    #: Let fetches fail, up to ``MAX_FAULTS`` times (the run then resumes from the plan's
+    #: remaining()). Unbounded faults could keep a crowded second, which costs a few dozen
+    #: replies at a page of one, from ever being read to its end.
     faults: bool = False
     #: Return after this many batches (the caller resumes), if set.
     stop_after: int | None = None
     run: Run = attrs.field(factory=Run)
     #: Answers so far that came after changes.
     changes: int = 0
+    #: Fetches failed so far.
+    failed: int = 0
 
     def drive(self, plan: Plan) -> Plan:
         """Drive ``plan`` (and the plans resumed after faults) to the end; return the last."""
         pick = self.choose.pick
         in_flight: dict[int, Fetch] = {}
+        turns = 0
         while True:
+            # The driver's own bound: a plan that never ends fails here, with its inputs,
+            # instead of hanging the run (a timeout inside hypothesis would replay it).
+            turns += 1
+            assert turns <= MAX_TURNS, (
+                f"no end after {MAX_TURNS} turns: {len(self.run.fetches)} fetches, "
+                f"{self.run.resumes} resumes, {self.run.unstable} unstable"
+            )
             try:
                 due = plan.due()
             except ResultUnstableError:  # out of budget
@@ -292,7 +304,8 @@ class Driver:
                 if self.churn and self.changes < MAX_CHANGES:
                     self.changes += 1
                     churn(self.choose, self.vendor, self.page_size)
-                if self.faults and pick(10) == 0:
+                if self.faults and self.failed < MAX_FAULTS and pick(10) == 0:
+                    self.failed += 1
                     plan = self.resume_after_failure(plan, fetch)
                     in_flight.clear()  # the stream cancels the rest
                     break
@@ -399,6 +412,12 @@ def bound_with_churn(pages: int, concurrency: int) -> int:
     """The most requests one plan may send while the result changes."""
     return 3 * pages + 4 * concurrency + 20
 
+
+#: Turns one driver takes at most: far more than any plan here needs (a few hundred).
+MAX_TURNS = 20_000
+
+#: Fetches one driver fails at most: the faults then stop, and the run must end.
+MAX_FAULTS = 12
 
 #: Changes one driver makes at most: the result then holds still, and the run must end.
 MAX_CHANGES = 60
@@ -642,8 +661,11 @@ def test_records_that_stay_arrive_exactly_once_through_any_churn_and_faults(
         new_cursor_plan(None, page_size=page_size, concurrency=concurrency, ordered=ordered)
     )
     check_exactly_once(vendor, before, driver.run.records, ordered=ordered)
-    pages = math.ceil(max(len(before), len(vendor.result())) / page_size)
-    bound = bound_with_churn(pages, concurrency) * (1 + driver.run.resumes)
+    after = vendor.result()
+    pages = math.ceil(max(len(before), len(after)) / page_size)
+    # A crowded second only grows here, so its count at the end is its most.
+    crowded = 2 * max(full_seconds(before, page_size), full_seconds(after, page_size))
+    bound = (bound_with_churn(pages, concurrency) + crowded) * (1 + driver.run.resumes)
     assert len(driver.run.fetches) <= bound
 
 
