@@ -502,7 +502,12 @@ def test_a_still_result_with_no_full_second_takes_at_most_pages_and_twice_the_co
         new_cursor_plan(None, page_size=page_size, concurrency=concurrency, ordered=ordered)
     )
     assert sorted(driver.run.records, key=id_of) == sorted(before, key=id_of)
-    pages = math.ceil(len(before) / page_size)
+    # Each cursor page asks again from the second its last record was created in, so the
+    # records of that second seen already come again: a second of n records costs up to
+    # n - 1 repeated records once. Where seconds hold nearly a page (pages of 3, seconds of
+    # 2) that is many requests; at the vendor's pages of 100 it is about 1.4% (README).
+    repeats = sum(n - 1 for n in Counter(r.created for r in before).values())
+    pages = math.ceil((len(before) + repeats) / page_size)
     assert len(driver.run.fetches) <= bound_when_still(pages, concurrency)
 
 
