@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import json
 import logging
 import math
-import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
@@ -31,6 +29,15 @@ from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
 from ._send import Sender
+from ._settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_RATE_LIMIT,
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    ENV_BASE_URL,
+    check_base_url,
+    env_value,
+)
 from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions
 
@@ -39,17 +46,13 @@ logger = logging.getLogger("itnio_async")
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_RATE_LIMIT",
     "DEFAULT_TIMEOUT",
     "AsyncVoiceClient",
 ]
 
-#: The vendor's production endpoint.
-DEFAULT_BASE_URL: Final = "https://api.itniotech.com"
 #: Finite by default: 10 s to connect, 30 s for each read, write or pool wait.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
-#: Requests per second when none is given. The vendor publishes no limit; this is a
-#: conservative start that an account with a known quota should raise.
-DEFAULT_RATE_LIMIT: Final = 10.0
 #: Connections (and so requests in flight) per client.
 DEFAULT_MAX_CONNECTIONS: Final = 32
 #: The largest reply body read: a page of 100 tasks is some 30 kB, so this leaves room
@@ -57,10 +60,6 @@ DEFAULT_MAX_CONNECTIONS: Final = 32
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
-
-_ENV_KEY = "ITNIO_API_KEY"
-_ENV_SECRET = "ITNIO_API_SECRET"  # noqa: S105 - the variable's name, not a secret
-_ENV_BASE_URL = "ITNIO_BASE_URL"
 
 _DEFAULT_RETRY: Final = RetryPolicy()
 
@@ -93,8 +92,8 @@ def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exce
     raise. Returned rather than raised, with no traceback: the caller drops the raw values
     from its frame first, so that no frame of a traceback holds the secret."""
     try:
-        key = _credential("api_key", api_key, _ENV_KEY)
-        secret = _credential("api_secret", api_secret, _ENV_SECRET)
+        key = _credential("api_key", api_key, ENV_API_KEY)
+        secret = _credential("api_secret", api_secret, ENV_API_SECRET)
     except (TypeError, ValueError) as exc:
         return exc.with_traceback(None)
     return Credentials(key, secret)
@@ -102,7 +101,7 @@ def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exce
 
 def _credential(name: str, value: object, variable: str) -> str:
     if value is None:
-        value = os.environ.get(variable)
+        value = env_value(variable)
         if value:
             return check_credential(variable, value)
     if isinstance(value, str) and not value:
@@ -150,43 +149,6 @@ def _attempt_deadline(timeout: httpx.Timeout) -> float:
     plain ``timeout=2`` bounds the whole attempt to 2 s)."""
     phases = (timeout.connect, timeout.read, timeout.write)
     return max(phase for phase in phases if phase is not None)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: object) -> httpx.URL:
-    """A base URL that is safe to sign requests to: https (http only to loopback), no
-    credentials, no query. A path prefix is kept (``https://gw/v3`` sends to
-    ``https://gw/v3/voice/...``), as ``httpx`` does with its own ``base_url``."""
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        raise ValueError("base_url is not a valid URL") from None
-    # Never echo a password: show the URL with its userinfo masked.
-    shown = f"{url.scheme}://***@{url.netloc.decode()}{url.path}" if url.userinfo else base_url
-    if url.userinfo:
-        raise ValueError(
-            f"base_url must not hold a user name or password, got {shown!r}: the vendor "
-            "authenticates by Api-Key and Sign, and a password would show in repr and logs"
-        )
-    if url.query or url.fragment:
-        raise ValueError(f"base_url must not have a query or a fragment, got {shown!r}")
-    if url.scheme == "https" and url.host:
-        return url
-    if url.scheme == "http" and url.host and _is_loopback(url.host):
-        return url
-    raise ValueError(
-        f"base_url must be https:// (plain http:// only to a loopback host), got {shown!r}"
-    )
 
 
 class AsyncVoiceClient:
@@ -251,9 +213,15 @@ class AsyncVoiceClient:
             timeout = _check_timeout(http_client.timeout, "http_client's timeout")
         max_response_bytes = check_positive_int("max_response_bytes", max_response_bytes)
 
-        self._base_url = _check_base_url(
-            base_url or os.environ.get(_ENV_BASE_URL) or DEFAULT_BASE_URL
-        )
+        if base_url:
+            self._base_url = check_base_url(base_url)
+        else:
+            from_env = env_value(ENV_BASE_URL)
+            self._base_url = (
+                check_base_url(from_env, ENV_BASE_URL)
+                if from_env is not None
+                else check_base_url(DEFAULT_BASE_URL)
+            )
         self._credentials = credentials
         self._clock = ServerClock(enabled=clock_correction)
         # Our own limiter validates rate_limit and burst now, but binds to a loop only later.
