@@ -156,7 +156,53 @@ class AsyncVoiceClient:
 
     Create one per process (or per event loop) and share it between all tasks: it holds
     the connection pool, the rate limiter and the learned server clock. Open it with
-    ``async with`` (or call ``aclose()`` when done). See the README for every argument.
+    ``async with`` (or call ``aclose()`` when done). Every argument is checked here,
+    before any request; the README's "The client" says more of each.
+
+    Args:
+        api_key: the account's key, a non-empty ``str`` of visible ASCII (``!`` to ``~``).
+            Default ``None``: ``ITNIO_API_KEY``.
+        api_secret: its secret, as ``api_key``; default ``None``: ``ITNIO_API_SECRET``.
+            Never shown in a ``repr``, a log line, an exception or a traceback's locals.
+        base_url: the vendor's endpoint, ``https://`` (plain ``http://`` only to a
+            loopback host), a path prefix kept; no user, password, query or fragment.
+            Default ``None``: ``ITNIO_BASE_URL``, else ``DEFAULT_BASE_URL``.
+        rate_limit: requests per second for this client, every attempt counted, at least
+            1/3600; ``None`` for no limit. Default ``DEFAULT_RATE_LIMIT`` (10). Ignored
+            when ``limiter`` is given.
+        burst: the token bucket's size (default 1: requests evenly spaced).
+        limiter: a ``RateLimiter`` (``async acquire()``, ``async pause(seconds)``) to use
+            instead of the built-in bucket, such as ``itnio_async.redis.RedisRateLimiter``
+            to share one quota between processes. Default ``None``: a
+            ``LocalRateLimiter(rate_limit, burst)``.
+        retry: which faults are retried, how often and how long (default
+            ``RetryPolicy()``: 5 retries, 60 s deadline).
+        timeout: seconds, or an ``httpx.Timeout`` whose every phase is finite and > 0;
+            default ``DEFAULT_TIMEOUT`` (10 s to connect, 30 s otherwise). Each attempt
+            as a whole also ends within its longest phase.
+        max_connections: the pool's size and the most requests in flight (default 32);
+            callers beyond it wait inside the client.
+        max_response_bytes: the largest reply body read (default 4 MiB); a larger one is
+            a ``MalformedResponseError``.
+        server_timezone: the zone of the vendor's times (a ``tzinfo``, such as
+            ``ZoneInfo("Asia/Shanghai")``). Default ``None``: times are naive and sent
+            as they are; aware ones are refused.
+        clock_correction: learn the vendor's clock from a ``-16`` reply's ``Date``
+            header and retry at once (default ``True``).
+        http_client: your own ``httpx.AsyncClient`` (it stays yours to close), with a
+            finite timeout; then ``timeout`` must be left as it is. Default ``None``: the
+            client makes its own pool.
+        transport: an ``httpx`` transport for the client's own pool, such as the fake
+            vendor's ``fake.transport()``; not with ``http_client``.
+        hooks: a ``ClientHooks`` for metrics and tracing (default ``None``).
+
+    Raises:
+        TypeError: an argument of the wrong type, naming it.
+        ValueError: a missing credential (naming the argument and its variable), a
+            credential with a space, control or non-ASCII character, an unsafe
+            ``base_url`` (or ``ITNIO_BASE_URL``, then naming the variable), a rate,
+            burst, size or timeout out of range, or ``http_client`` with ``transport``
+            or ``timeout``.
     """
 
     def __init__(
@@ -416,9 +462,30 @@ class AsyncVoiceClient:
     ) -> Page[GroupCallRecord]:
         """Fetch one page of group-call tasks created between ``start`` and ``end``.
 
-        ``start`` and ``end`` are inclusive; naive values are taken in the vendor's zone,
-        aware ones are converted to ``server_timezone`` (required for them). ``statuses``
-        keeps only tasks in those states (``None``: all). ``size`` is 1..100.
+        Args:
+            start: the window's first second, inclusive: a ``datetime``, naive in the
+                vendor's zone, or aware (then converted to ``server_timezone``, which it
+                needs). Microseconds are dropped.
+            end: the window's last second, inclusive, as ``start``; not before it.
+            statuses: keep only tasks in these states: ``GroupCallStatus`` members, their
+                numbers (0 to 6) or their names (``"completed"``, case-insensitive, ``-``
+                or ``_`` alike; see ``GroupCallStatus.parse``). Default ``None``: all.
+            app_id: keep only this application's tasks, an ``int`` >= 0 (default: all).
+            search: the vendor's fuzzy match on task name or content (default: none).
+            page: the page number, from 1 (default 1).
+            size: records per page, 1 to ``MAX_PAGE_SIZE`` (100, the default).
+
+        Returns:
+            The ``Page`` of ``GroupCallRecord``s, newest first, with the result's
+            ``total``, ``size``, ``current`` and ``pages``.
+
+        Raises:
+            TypeError, ValueError: a bad argument, naming it, before any request.
+            ItnioError: what the vendor or the network did, after retries: an
+                ``ItnioAPIError`` (a vendor code), ``ItnioHTTPError``,
+                ``ItnioTransportError``, ``MalformedResponseError`` (a reply that
+                contradicts itself or the request), or ``ClientStateError`` (the client
+                is closed, or used from another event loop).
         """
         query = self._build_query(start, end, statuses, app_id, search)
         page, size = check_page(page, size)
@@ -442,10 +509,44 @@ class AsyncVoiceClient:
     ) -> GroupCallStream:
         """Stream every task of the window, exactly once, fetching concurrently.
 
-        Records come newest first. ``resume_from`` (a ``StreamCursor`` or its string, from
-        ``stream.progress.resume_from`` or ``error.resume_from``) goes on exactly where an
-        earlier stream of the same window and filters stopped. ``start_page`` pages by
-        page number from that page instead (offset mode; see the README's guarantees).
+        Use the result with ``async for`` (and close it early with ``aclose()`` or
+        ``contextlib.aclosing``); nothing is requested until the loop starts.
+
+        Args:
+            start: the window's first second, inclusive, as for ``query_group_calls``.
+            end: its last second, inclusive; with ``server_timezone`` set, an ``end`` in
+                the future is frozen at the vendor's "now" when the stream starts.
+            statuses: keep only these states, as for ``query_group_calls``
+                (default ``None``: all).
+            app_id: keep only this application's tasks (default: all).
+            search: the vendor's fuzzy match on task name or content (default: none).
+            page_size: records per request, 1 to 100 (default 100).
+            concurrency: requests in flight at most, >= 1 (default 8).
+            ordered: hand records out newest first, in the server's order (default
+                ``True``); ``False`` hands out pages as they arrive.
+            limit: stop after this many records, fetching no more than needed
+                (default ``None``: all).
+            resume_from: a ``StreamCursor`` or its string (from
+                ``stream.progress.resume_from`` or ``error.resume_from``) of a stream of
+                the same window and filters: go on exactly where it stopped (default
+                ``None``: from the start).
+            start_page: page by number from this page, taking earlier pages as done
+                (offset mode, exact only while the result holds still; default 1: the
+                cursor mode).
+            on_progress: called with the ``StreamProgress`` after every page (default
+                ``None``).
+
+        Returns:
+            A ``GroupCallStream`` of ``GroupCallRecord``s; ``stream.progress`` says how
+            far it is.
+
+        Raises:
+            TypeError, ValueError: a bad argument, or a cursor of another window or
+                filter, naming it, before any request.
+            ItnioError: while iterating, what the vendor or the network did, after
+                retries (see ``query_group_calls``), or ``ResultUnstableError`` when the
+                result kept changing beyond the stream's budget; each carries
+                ``resume_from``, the cursor to go on from.
         """
         spec = self._group_call_spec(start, end, statuses, app_id, search)
         return GroupCallStream(
@@ -479,7 +580,30 @@ class AsyncVoiceClient:
         on_progress: ProgressCallback | None = None,
     ) -> GroupCallPageStream:
         """Like ``iter_group_calls`` but yields ``Page``s, for jobs that checkpoint:
-        after each page, ``stream.progress.resume_from`` is the cursor to save."""
+        after each page, ``stream.progress.resume_from`` is the cursor to save.
+
+        Args:
+            start: the window's first second, inclusive, as for ``iter_group_calls``.
+            end: its last second, inclusive, as for ``iter_group_calls``.
+            statuses: keep only these states (default ``None``: all).
+            app_id: keep only this application's tasks (default: all).
+            search: the vendor's fuzzy match (default: none).
+            page_size: records per request, 1 to 100 (default 100).
+            concurrency: requests in flight at most (default 8).
+            ordered: pages in the server's order (default ``True``).
+            limit: stop after this many records (default ``None``: all).
+            resume_from: a cursor to go on from (default ``None``).
+            start_page: offset mode from this page (default 1: the cursor mode).
+            on_progress: called with the ``StreamProgress`` after every page.
+
+        Returns:
+            A ``GroupCallPageStream`` of ``Page[GroupCallRecord]``; a page's records are
+            what the stream hands out (repeats dropped), so ``len(page.records)`` may be
+            less than ``page_size``.
+
+        Raises:
+            TypeError, ValueError, ItnioError: as ``iter_group_calls``.
+        """
         spec = self._group_call_spec(start, end, statuses, app_id, search)
         return GroupCallPageStream(
             spec,

@@ -182,7 +182,8 @@ _transport_factory: Callable[[], httpx.AsyncBaseTransport] | None = None
 
 
 def demo_window(today: date | None = None) -> tuple[datetime, datetime]:
-    """The demo dataset's window: the ``DEMO_DAYS`` whole days before ``today``."""
+    """The demo dataset's window: the ``DEMO_DAYS`` whole days before ``today`` (a
+    ``date``, default the machine's today), as ``(start, end)`` naive ``datetime``s."""
     end = datetime.combine(today or date.today(), time())
     return end - timedelta(days=DEMO_DAYS), end
 
@@ -194,7 +195,20 @@ def demo_vendor(
     fault_probability: float = DEMO_FAULT_PROBABILITY,
     today: date | None = None,
 ) -> FakeVendor:
-    """The fake vendor ``--demo`` talks to. Tests build the same one to know the data."""
+    """The fake vendor ``--demo`` talks to. Tests build the same one to know the data.
+
+    Args:
+        seed: fixes its dataset and its faults (default ``DEMO_SEED``).
+        latency: seconds before each answer, plus up to as much of seeded jitter
+            (default ``DEMO_LATENCY``, 0.02).
+        fault_probability: the chance of a transient fault (-18, HTTP 503, a dropped
+            connection) per request (default 0.03).
+        today: the day the window ends on (default the machine's today): ``DEMO_TASKS``
+            tasks over the ``DEMO_DAYS`` days before it.
+
+    Returns:
+        A ``FakeVendor`` with the key ``DEMO_API_KEY`` and secret ``DEMO_API_SECRET``.
+    """
     from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
     start, end = demo_window(today)
@@ -983,7 +997,11 @@ def _count(args: argparse.Namespace, connection: _Connection) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (the console script exits with it)."""
+    """Run the command line with the arguments ``argv`` (default ``None``: ``sys.argv[1:]``).
+
+    Returns the exit code (the console script exits with it; see the ``EXIT_*``
+    constants); every error is reported on stderr as one line, never raised.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
