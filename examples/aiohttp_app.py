@@ -45,7 +45,7 @@ import attrs
 from aiohttp import web
 
 from examples.records import json_lines, page_json
-from examples.settings import ClientFactory, Settings, open_client
+from examples.settings import ClientFactory, Settings, open_client, script_settings
 from itnio_async import AsyncVoiceClient, ItnioError, ItnioTimeoutError, parse_time
 
 __all__ = ["CLIENT", "create_app", "main"]
@@ -200,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    web.run_app(create_app(demo_factory() if args.demo else None), host=args.host, port=args.port)
+    settings = script_settings(parser, demo=args.demo)
+    web.run_app(create_app(lambda: open_client(settings)), host=args.host, port=args.port)
 
 
 def demo_factory() -> ClientFactory:

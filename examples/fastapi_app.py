@@ -44,13 +44,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-import attrs
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BeforeValidator
 
 from examples.records import json_lines, page_json
-from examples.settings import ClientFactory, Settings, open_client
+from examples.settings import ClientFactory, open_client, script_settings
 from itnio_async import (
     AsyncVoiceClient,
     GroupCallPageStream,
@@ -211,11 +210,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    factory: ClientFactory | None = None
-    if args.demo:
-        settings = attrs.evolve(Settings.from_env(), demo=True)
-        factory = lambda: open_client(settings)  # noqa: E731 - a one-line factory
-    uvicorn.run(create_app(factory), host=args.host, port=args.port)
+    settings = script_settings(parser, demo=args.demo)
+    uvicorn.run(create_app(lambda: open_client(settings)), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -295,7 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = _demo_client(hooks)
     else:
         # ITNIO_* from the environment, read as the library, the CLI and the examples read it.
-        client = AsyncVoiceClient(**Settings.from_env().client_options(), hooks=hooks)
+        try:
+            client = AsyncVoiceClient(**Settings.from_env().client_options(), hooks=hooks)
+        except ValueError as exc:  # no credentials, or a wrong variable: one line, no traceback
+            parser.error(f"{exc} (or try it without an account: --demo)")
 
     async def run() -> int:
         async with client:

@@ -128,3 +128,27 @@ async def test_the_fastapi_demo_serves_the_demo_tasks_with_itnio_demo(
     body = reply.json()
     assert body["total"] == count
     check_rows(body["records"])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "examples.aiohttp_app"],
+        ["-m", "examples.fastapi_app"],
+        [str(Path("examples") / "metrics.py")],
+        ["-m", "examples.checkpointed_worker", "--out", "{tmp}/x.jsonl", "--start", "2024-01-01"],
+    ],
+    ids=["aiohttp", "fastapi", "metrics", "worker"],
+)
+def test_an_example_without_credentials_says_what_to_do(argv: list[str], tmp_path: Path) -> None:
+    result = run_example(*(arg.replace("{tmp}", str(tmp_path)) for arg in argv))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "ITNIO_API_KEY" in result.stderr or "--demo" in result.stderr, result.stderr
+
+
+def test_a_wrong_variable_stops_a_server_example_naming_it() -> None:
+    result = run_example("-m", "examples.aiohttp_app", env=CLEAN_ENV | {"ITNIO_RATE_LIMIT": "x"})
+    assert result.returncode == 2
+    assert "ITNIO_RATE_LIMIT must be" in result.stderr
+    assert "Traceback" not in result.stderr
