@@ -630,7 +630,7 @@ class _Connection:
     rate_limit: float | None
     window: tuple[datetime, datetime] | None
     #: ``ITNIO_SERVER_TIMEZONE``, when ``--server-timezone`` is not given.
-    server_timezone: ZoneInfo | tzinfo | None = None
+    server_timezone: tzinfo | None = None
 
 
 def _connect(args: argparse.Namespace) -> _Connection:
