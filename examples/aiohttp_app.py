@@ -5,6 +5,8 @@ Run it from the repository's root (``pip install "itnio-async[examples]"``)::
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     python -m examples.aiohttp_app --host 127.0.0.1 --port 8080
 
+    python -m examples.aiohttp_app --demo   # no account: the fake of itnio-async --demo
+
     curl 'http://127.0.0.1:8080/tasks?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59&size=20'
     curl -N 'http://127.0.0.1:8080/tasks/export?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59'
 

@@ -6,6 +6,14 @@ Run it from the repository's root (credentials from the environment)::
     python -m examples.checkpointed_worker \\
         --start "2024-06-01 00:00:00" --end "2024-06-30 23:59:59" --out june.jsonl
 
+or without an account, against the fake vendor of ``itnio-async --demo`` (its whole
+window unless ``--start``/``--end`` say otherwise)::
+
+    python -m examples.checkpointed_worker --demo --out demo.jsonl
+
+The records are the command line's (``itnio_async.record_row``), and the times are read
+as it reads them (``itnio_async.parse_time``: a bare ``--end`` date is all of that day).
+
 It writes every task of the window to ``june.jsonl`` (JSON Lines, newest first) and keeps
 ``june.jsonl.checkpoint`` beside it. Stop it any way you like, ``kill -9`` included, and run
 the same command again: it goes on from the last page it finished, and the output ends up

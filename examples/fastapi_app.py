@@ -5,6 +5,9 @@ Run it from the repository's root (``pip install "itnio-async[examples]"``)::
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     uvicorn examples.fastapi_app:app --host 127.0.0.1 --port 8000
 
+    python -m examples.fastapi_app --demo       # no account: the fake of itnio-async --demo
+    ITNIO_DEMO=1 uvicorn examples.fastapi_app:app   # the same, under uvicorn
+
     curl 'http://127.0.0.1:8000/tasks?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59&size=20'
     curl -N 'http://127.0.0.1:8000/tasks/export?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59'
 
