@@ -12,6 +12,7 @@ package it runs is the wheel's.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -19,8 +20,12 @@ import sys
 import sysconfig
 import venv
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+
+from itnio_async.testing import pytest_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -129,3 +134,56 @@ def test_the_readme_example_passes_in_a_fresh_project(
     if not plugins:  # pytest-asyncio beside it
         return
     assert "warning" not in output.lower(), output
+
+
+class _Item:
+    """What ``pytest_pyfunc_call`` reads of a test item."""
+
+    def __init__(self, function: Any, fixtures: dict[str, Any], markers: tuple[str, ...] = ()):
+        self.obj = function
+        self.fixturenames = list(fixtures)
+        self.funcargs = fixtures
+        self._fixtureinfo = SimpleNamespace(argnames=tuple(fixtures))
+        self._markers = markers
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return object() if name in self._markers else None
+
+
+def test_the_plugin_runs_an_async_test_of_the_fixture_in_a_loop_of_its_own() -> None:
+    ran: list[object] = []
+
+    async def test(itnio_fake: object) -> None:
+        ran.append(itnio_fake)
+        await asyncio.sleep(0)
+
+    fake = object()
+    assert pytest_plugin.pytest_pyfunc_call(_Item(test, {"itnio_fake": fake})) is True
+    assert ran == [fake]
+
+
+@pytest.mark.parametrize(
+    "case", ["sync", "no-fixture", "marked-asyncio", "marked-anyio", "anyio-backend"]
+)
+def test_the_plugin_leaves_other_tests_to_pytest_and_their_plugins(case: str) -> None:
+    async def coroutine_test(**_: object) -> None:
+        raise AssertionError("must not run here")
+
+    def sync_test(**_: object) -> None:
+        raise AssertionError("must not run here")
+
+    fixtures: dict[str, Any] = {"itnio_fake": object()}
+    markers: tuple[str, ...] = ()
+    function: Any = coroutine_test
+    if case == "sync":
+        function = sync_test
+    elif case == "no-fixture":
+        fixtures = {"tmp_path": object()}
+    elif case == "marked-asyncio":
+        markers = ("asyncio",)
+    elif case == "marked-anyio":
+        markers = ("anyio",)
+    else:
+        fixtures["anyio_backend"] = "asyncio"
+    item = _Item(function, fixtures, markers)
+    assert pytest_plugin.pytest_pyfunc_call(item) is None
