@@ -5,6 +5,8 @@ Run it from the repository's root (``pip install "itnio-async[examples]"``)::
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     python -m examples.aiohttp_app --host 127.0.0.1 --port 8080
 
+    python -m examples.aiohttp_app --demo   # no account: the fake of itnio-async --demo
+
     curl 'http://127.0.0.1:8080/tasks?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59&size=20'
     curl -N 'http://127.0.0.1:8080/tasks/export?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59'
 
@@ -41,11 +43,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import attrs
 from aiohttp import web
 
 from examples.records import json_lines, page_json
-from examples.settings import ClientFactory, open_client
-from itnio_async import AsyncVoiceClient, ItnioError, ItnioTimeoutError
+from examples.settings import ClientFactory, Settings, open_client, script_settings
+from itnio_async import AsyncVoiceClient, ItnioError, ItnioTimeoutError, parse_time
 
 __all__ = ["CLIENT", "create_app", "main"]
 
@@ -76,9 +79,10 @@ def _datetime_arg(request: web.Request, name: str) -> datetime:
     if value is None:
         raise _bad_request(f"{name} is required")
     try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise _bad_request(f"{name} must be an ISO 8601 date and time, got {value!r}") from None
+        # The library's reading, as the command line's: a bare end date is its last second.
+        return parse_time(value, end=name == "end")
+    except ValueError as exc:
+        raise _bad_request(f"{name}: {exc}") from None
 
 
 def _optional_int_arg(request: web.Request, name: str, low: int, high: int) -> int | None:
@@ -192,10 +196,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--demo", action="store_true", help="serve the in-process fake vendor's tasks"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    web.run_app(create_app(), host=args.host, port=args.port)
+    settings = script_settings(parser, demo=args.demo)
+    web.run_app(create_app(lambda: open_client(settings)), host=args.host, port=args.port)
+
+
+def demo_factory() -> ClientFactory:
+    """The client factory of ``--demo``: the in-process fake vendor, whatever the
+    environment says (as ``ITNIO_DEMO=1``)."""
+    settings = attrs.evolve(Settings.from_env(), demo=True)
+    return lambda: open_client(settings)
 
 
 if __name__ == "__main__":

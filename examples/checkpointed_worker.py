@@ -6,6 +6,14 @@ Run it from the repository's root (credentials from the environment)::
     python -m examples.checkpointed_worker \\
         --start "2024-06-01 00:00:00" --end "2024-06-30 23:59:59" --out june.jsonl
 
+or without an account, against the fake vendor of ``itnio-async --demo`` (its whole
+window unless ``--start``/``--end`` say otherwise)::
+
+    python -m examples.checkpointed_worker --demo --out demo.jsonl
+
+The records are the command line's (``itnio_async.record_row``), and the times are read
+as it reads them (``itnio_async.parse_time``: a bare ``--end`` date is all of that day).
+
 It writes every task of the window to ``june.jsonl`` (JSON Lines, newest first) and keeps
 ``june.jsonl.checkpoint`` beside it. Stop it any way you like, ``kill -9`` included, and run
 the same command again: it goes on from the last page it finished, and the output ends up
@@ -72,8 +80,8 @@ from typing import IO, Any, Final
 import attrs
 
 from examples.records import json_lines
-from examples.settings import open_client
-from itnio_async import AsyncVoiceClient, ItnioError, StreamCursor
+from examples.settings import Settings, demo_window, open_client
+from itnio_async import AsyncVoiceClient, ItnioError, StreamCursor, parse_time
 
 __all__ = [
     "Checkpoint",
@@ -134,7 +142,12 @@ def output_lock(out: Path) -> Iterator[bool]:
 
 
 def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value)
+    return parse_time(value)
+
+
+def _end_time(value: str) -> datetime:
+    # A bare date as the end means all of that day, as for itnio-async and the apps.
+    return parse_time(value, end=True)
 
 
 @attrs.frozen
@@ -395,9 +408,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write every group-call task of a window to a JSON Lines file, "
         "checkpointing each page; run it again after a kill to resume."
     )
-    parser.add_argument("--start", type=_time, required=True, help="window start, inclusive")
-    parser.add_argument("--end", type=_time, required=True, help="window end, inclusive")
+    parser.add_argument("--start", type=_time, help="window start, inclusive")
+    parser.add_argument(
+        "--end", type=_end_time, help="window end, inclusive (a bare date: all of that day)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the JSON Lines output")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the in-process fake vendor of itnio-async --demo (no account; "
+        "without --start/--end, its whole window)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="default: OUT.checkpoint")
     parser.add_argument("--page-size", type=int, default=100, help="1..100 (default 100)")
     parser.add_argument("--concurrency", type=int, default=4, help="pages in flight")
@@ -408,15 +429,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.demo:
+        settings = attrs.evolve(settings, demo=True)
+    start, end = args.start, args.end
+    if settings.demo:
+        start = start if start is not None else demo_window()[0]
+        end = end if end is not None else demo_window()[1]
+    if start is None or end is None:
+        raise ValueError("--start and --end are required (or try --demo)")
     job = Job(
-        args.start,
-        args.end,
+        start,
+        end,
         args.page_size,
         None if args.status is None else tuple(args.status),
         args.app_id,
         args.search,
     )
-    async with open_client() as client:
+    async with open_client(settings) as client:
         summary = await run_job(
             client, job, args.out, args.checkpoint, concurrency=args.concurrency
         )

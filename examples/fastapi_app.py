@@ -5,6 +5,9 @@ Run it from the repository's root (``pip install "itnio-async[examples]"``)::
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     uvicorn examples.fastapi_app:app --host 127.0.0.1 --port 8000
 
+    python -m examples.fastapi_app --demo       # no account: the fake of itnio-async --demo
+    ITNIO_DEMO=1 uvicorn examples.fastapi_app:app   # the same, under uvicorn
+
     curl 'http://127.0.0.1:8000/tasks?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59&size=20'
     curl -N 'http://127.0.0.1:8000/tasks/export?start=2024-06-01T00:00:00&end=2024-06-30T23:59:59'
 
@@ -37,17 +40,19 @@ connection off, so a consumer never mistakes a truncated export for a whole one.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BeforeValidator
 
 from examples.records import json_lines, page_json
-from examples.settings import ClientFactory, open_client
+from examples.settings import ClientFactory, open_client, script_settings
 from itnio_async import (
     AsyncVoiceClient,
     GroupCallPageStream,
@@ -55,6 +60,7 @@ from itnio_async import (
     ItnioError,
     ItnioTimeoutError,
     Page,
+    parse_time,
 )
 
 __all__ = ["app", "create_app"]
@@ -75,8 +81,24 @@ def get_client(request: Request) -> AsyncVoiceClient:
 
 
 Client = Annotated[AsyncVoiceClient, Depends(get_client)]
-Start = Annotated[datetime, Query(description="window start, inclusive")]
-End = Annotated[datetime, Query(description="window end, inclusive")]
+
+
+def _start(value: object) -> object:
+    # The library's reading, as the command line's (YYYY-MM-DD, or a date and time).
+    return parse_time(value) if isinstance(value, str) else value
+
+
+def _end(value: object) -> object:
+    # As for itnio-async: a bare end date means the last second of that day.
+    return parse_time(value, end=True) if isinstance(value, str) else value
+
+
+Start = Annotated[datetime, BeforeValidator(_start), Query(description="window start, inclusive")]
+End = Annotated[
+    datetime,
+    BeforeValidator(_end),
+    Query(description="window end, inclusive (a bare date: all of that day)"),
+]
 Statuses = Annotated[list[int] | None, Query(alias="status", description="task states to keep")]
 
 
@@ -175,4 +197,25 @@ def create_app(client_factory: ClientFactory | None = None) -> FastAPI:
 
 
 #: For ``uvicorn examples.fastapi_app:app``; no client exists until the server starts it.
+#: With ``ITNIO_DEMO=1`` in the environment it serves the in-process fake vendor's tasks.
 app = create_app()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m examples.fastapi_app [--demo] [--host H] [--port P]``: serve ``app``."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Serve the FastAPI example with uvicorn.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--demo", action="store_true", help="serve the in-process fake vendor's tasks"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    settings = script_settings(parser, demo=args.demo)
+    uvicorn.run(create_app(lambda: open_client(settings)), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,16 +40,24 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+try:
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+except ModuleNotFoundError as exc:
+    if __name__ != "__main__":
+        raise
+    # Run as a script without its extra: say what to install rather than a traceback.
+    sys.exit(
+        f"metrics.py needs {exc.name}, which the examples extra installs: "
+        'python -m pip install "itnio-async[examples]"'
+    )
 
 from itnio_async import (
     AsyncVoiceClient,
@@ -58,6 +66,8 @@ from itnio_async import (
     PageEvent,
     RetryEvent,
     RetryPolicy,
+    Settings,
+    parse_time,
 )
 
 __all__ = ["FanOutHooks", "OpenTelemetryHooks", "PrometheusHooks", "main", "stream_window"]
@@ -265,8 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Stream a window; print metrics and spans.")
     parser.add_argument("--demo", action="store_true", help="use the in-process fake vendor")
-    parser.add_argument("--start", type=datetime.fromisoformat, default=datetime(2024, 1, 1))
-    parser.add_argument("--end", type=datetime.fromisoformat, default=datetime(2024, 7, 1))
+    parser.add_argument("--start", type=parse_time, default=datetime(2024, 1, 1))
+    parser.add_argument(
+        "--end", type=lambda text: parse_time(text, end=True), default=datetime(2024, 7, 1)
+    )
     parser.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT")
     args = parser.parse_args(argv)
 
@@ -282,8 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo:
         client = _demo_client(hooks)
     else:
-        rate = float(os.environ.get("ITNIO_RATE_LIMIT") or 10.0)
-        client = AsyncVoiceClient(rate_limit=rate, hooks=hooks)  # ITNIO_* from the environment
+        # ITNIO_* from the environment, read as the library, the CLI and the examples read it.
+        try:
+            client = AsyncVoiceClient(**Settings.from_env().client_options(), hooks=hooks)
+        except ValueError as exc:  # no credentials, or a wrong variable: one line, no traceback
+            parser.error(f"{exc} (or try it without an account: --demo)")
 
     async def run() -> int:
         async with client:

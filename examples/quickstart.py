@@ -16,12 +16,13 @@ import contextlib
 import sys
 from datetime import datetime
 
-from itnio_async import AsyncVoiceClient, GroupCallStatus, StreamProgress
+from itnio_async import AsyncVoiceClient, GroupCallStatus, Settings, StreamProgress
 
 
 def make_client(demo: bool) -> AsyncVoiceClient:
     if not demo:
-        return AsyncVoiceClient(rate_limit=10)  # credentials from ITNIO_API_KEY / _SECRET
+        # ITNIO_API_KEY, ITNIO_API_SECRET and the rest, read as the CLI reads them.
+        return AsyncVoiceClient(**Settings.from_env().client_options())
     from itnio_async.testing import Dataset, FakeVendor
 
     fake = FakeVendor("demo-key", "demo-secret", dataset=Dataset.generate(5_000, seed=7))
@@ -45,7 +46,14 @@ def show(progress: StreamProgress) -> None:
 
 async def main(demo: bool) -> None:
     start, end = datetime(2024, 1, 1), datetime(2024, 7, 1)
-    async with make_client(demo) as client:
+    try:
+        client = make_client(demo)
+    except ValueError as exc:  # no credentials, or a wrong ITNIO_* variable
+        sys.exit(
+            f"quickstart: {exc}\n(set ITNIO_API_KEY and ITNIO_API_SECRET for your account, "
+            "or try it without one: python examples/quickstart.py --demo)"
+        )
+    async with client:
         # One page: the newest 10 completed tasks of the window.
         page = await client.query_group_calls(
             start, end, statuses=[GroupCallStatus.COMPLETED], size=10

@@ -1,4 +1,7 @@
-"""How the examples write group-call records: plain JSON values, one object per line."""
+"""How the examples write group-call records: plain JSON values, one object per line.
+
+Each record is the library's ``itnio_async.record_row``, the very format of
+``itnio-async export`` (lower-case ``status_name``, ISO 8601 ``created_time``)."""
 
 from __future__ import annotations
 
@@ -6,25 +9,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from itnio_async import GroupCallRecord, Page
+from itnio_async import GroupCallRecord, Page, record_row
 
 __all__ = ["json_lines", "page_json", "record_json"]
 
 
 def record_json(record: GroupCallRecord) -> dict[str, Any]:
-    """A record as plain JSON values."""
-    return {
-        "job_id": record.job_id,
-        "task_name": record.task_name,
-        "status": int(record.status),
-        "status_name": record.status.name,
-        "rate": record.rate,
-        "num_cnt": record.num_cnt,
-        "call_num": record.call_num,
-        "success": record.success,
-        "fail": record.fail,
-        "created_time": record.created_time.isoformat(sep=" "),
-    }
+    """A record as plain JSON values: ``itnio_async.record_row``."""
+    return record_row(record)
 
 
 def json_lines(records: Iterable[GroupCallRecord]) -> str:

@@ -41,7 +41,9 @@ from ._limiter import LocalRateLimiter, RateLimiter
 from ._models import GroupCallRecord, GroupCallStatus, Page
 from ._paging import PagingMode, Range, StreamCursor
 from ._query import MAX_PAGE_SIZE
+from ._records import RECORD_COLUMNS, parse_time, record_row
 from ._retry import RetryPolicy
+from ._settings import ENVIRONMENT, Settings
 from ._shards import Shard, plan_shards
 from ._signing import compute_sign
 from ._stream import StreamProgress
@@ -63,6 +65,9 @@ __all__ = [
     "DEFAULT_RATE_LIMIT",
     "DEFAULT_MAX_CONNECTIONS",
     "compute_sign",
+    # the environment: one set of variables for the library, the CLI and the examples
+    "Settings",
+    "ENVIRONMENT",
     # hooks for metrics and tracing
     "ClientHooks",
     "AttemptEvent",
@@ -73,6 +78,9 @@ __all__ = [
     "GroupCallStatus",
     "Page",
     "MAX_PAGE_SIZE",
+    "record_row",
+    "RECORD_COLUMNS",
+    "parse_time",
     # streams and splitting a job across workers
     "plan_shards",
     "Shard",

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import json
 import logging
 import math
-import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from types import TracebackType
@@ -31,6 +29,15 @@ from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
 from ._send import Sender
+from ._settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_RATE_LIMIT,
+    ENV_API_KEY,
+    ENV_API_SECRET,
+    ENV_BASE_URL,
+    check_base_url,
+    env_value,
+)
 from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions
 
@@ -39,17 +46,13 @@ logger = logging.getLogger("itnio_async")
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_RATE_LIMIT",
     "DEFAULT_TIMEOUT",
     "AsyncVoiceClient",
 ]
 
-#: The vendor's production endpoint.
-DEFAULT_BASE_URL: Final = "https://api.itniotech.com"
 #: Finite by default: 10 s to connect, 30 s for each read, write or pool wait.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
-#: Requests per second when none is given. The vendor publishes no limit; this is a
-#: conservative start that an account with a known quota should raise.
-DEFAULT_RATE_LIMIT: Final = 10.0
 #: Connections (and so requests in flight) per client.
 DEFAULT_MAX_CONNECTIONS: Final = 32
 #: The largest reply body read: a page of 100 tasks is some 30 kB, so this leaves room
@@ -57,10 +60,6 @@ DEFAULT_MAX_CONNECTIONS: Final = 32
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
-
-_ENV_KEY = "ITNIO_API_KEY"
-_ENV_SECRET = "ITNIO_API_SECRET"  # noqa: S105 - the variable's name, not a secret
-_ENV_BASE_URL = "ITNIO_BASE_URL"
 
 _DEFAULT_RETRY: Final = RetryPolicy()
 
@@ -93,8 +92,8 @@ def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exce
     raise. Returned rather than raised, with no traceback: the caller drops the raw values
     from its frame first, so that no frame of a traceback holds the secret."""
     try:
-        key = _credential("api_key", api_key, _ENV_KEY)
-        secret = _credential("api_secret", api_secret, _ENV_SECRET)
+        key = _credential("api_key", api_key, ENV_API_KEY)
+        secret = _credential("api_secret", api_secret, ENV_API_SECRET)
     except (TypeError, ValueError) as exc:
         return exc.with_traceback(None)
     return Credentials(key, secret)
@@ -102,7 +101,7 @@ def _take_credentials(api_key: object, api_secret: object) -> Credentials | Exce
 
 def _credential(name: str, value: object, variable: str) -> str:
     if value is None:
-        value = os.environ.get(variable)
+        value = env_value(variable)
         if value:
             return check_credential(variable, value)
     if isinstance(value, str) and not value:
@@ -152,49 +151,58 @@ def _attempt_deadline(timeout: httpx.Timeout) -> float:
     return max(phase for phase in phases if phase is not None)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_base_url(base_url: object) -> httpx.URL:
-    """A base URL that is safe to sign requests to: https (http only to loopback), no
-    credentials, no query. A path prefix is kept (``https://gw/v3`` sends to
-    ``https://gw/v3/voice/...``), as ``httpx`` does with its own ``base_url``."""
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-    try:
-        url = httpx.URL(base_url)
-    except httpx.InvalidURL:
-        raise ValueError("base_url is not a valid URL") from None
-    # Never echo a password: show the URL with its userinfo masked.
-    shown = f"{url.scheme}://***@{url.netloc.decode()}{url.path}" if url.userinfo else base_url
-    if url.userinfo:
-        raise ValueError(
-            f"base_url must not hold a user name or password, got {shown!r}: the vendor "
-            "authenticates by Api-Key and Sign, and a password would show in repr and logs"
-        )
-    if url.query or url.fragment:
-        raise ValueError(f"base_url must not have a query or a fragment, got {shown!r}")
-    if url.scheme == "https" and url.host:
-        return url
-    if url.scheme == "http" and url.host and _is_loopback(url.host):
-        return url
-    raise ValueError(
-        f"base_url must be https:// (plain http:// only to a loopback host), got {shown!r}"
-    )
-
-
 class AsyncVoiceClient:
     """An asyncio client for the Itniotech voice API.
 
     Create one per process (or per event loop) and share it between all tasks: it holds
     the connection pool, the rate limiter and the learned server clock. Open it with
-    ``async with`` (or call ``aclose()`` when done). See the README for every argument.
+    ``async with`` (or call ``aclose()`` when done). Every argument is checked here,
+    before any request; the README's "The client" says more of each.
+
+    Args:
+        api_key: the account's key, a non-empty ``str`` of visible ASCII (``!`` to ``~``).
+            Default ``None``: ``ITNIO_API_KEY``.
+        api_secret: its secret, as ``api_key``; default ``None``: ``ITNIO_API_SECRET``.
+            Never shown in a ``repr``, a log line, an exception or a traceback's locals.
+        base_url: the vendor's endpoint, ``https://`` (plain ``http://`` only to a
+            loopback host), a path prefix kept; no user, password, query or fragment.
+            Default ``None``: ``ITNIO_BASE_URL``, else ``DEFAULT_BASE_URL``.
+        rate_limit: requests per second for this client, every attempt counted, at least
+            1/3600; ``None`` for no limit. Default ``DEFAULT_RATE_LIMIT`` (10). Ignored
+            when ``limiter`` is given.
+        burst: the token bucket's size (default 1: requests evenly spaced).
+        limiter: a ``RateLimiter`` (``async acquire()``, ``async pause(seconds)``) to use
+            instead of the built-in bucket, such as ``itnio_async.redis.RedisRateLimiter``
+            to share one quota between processes. Default ``None``: a
+            ``LocalRateLimiter(rate_limit, burst)``.
+        retry: which faults are retried, how often and how long (default
+            ``RetryPolicy()``: 5 retries, 60 s deadline).
+        timeout: seconds, or an ``httpx.Timeout`` whose every phase is finite and > 0;
+            default ``DEFAULT_TIMEOUT`` (10 s to connect, 30 s otherwise). Each attempt
+            as a whole also ends within its longest phase.
+        max_connections: the pool's size and the most requests in flight (default 32);
+            callers beyond it wait inside the client.
+        max_response_bytes: the largest reply body read (default 4 MiB); a larger one is
+            a ``MalformedResponseError``.
+        server_timezone: the zone of the vendor's times (a ``tzinfo``, such as
+            ``ZoneInfo("Asia/Shanghai")``). Default ``None``: times are naive and sent
+            as they are; aware ones are refused.
+        clock_correction: learn the vendor's clock from a ``-16`` reply's ``Date``
+            header and retry at once (default ``True``).
+        http_client: your own ``httpx.AsyncClient`` (it stays yours to close), with a
+            finite timeout; then ``timeout`` must be left as it is. Default ``None``: the
+            client makes its own pool.
+        transport: an ``httpx`` transport for the client's own pool, such as the fake
+            vendor's ``fake.transport()``; not with ``http_client``.
+        hooks: a ``ClientHooks`` for metrics and tracing (default ``None``).
+
+    Raises:
+        TypeError: an argument of the wrong type, naming it.
+        ValueError: a missing credential (naming the argument and its variable), a
+            credential with a space, control or non-ASCII character, an unsafe
+            ``base_url`` (or ``ITNIO_BASE_URL``, then naming the variable), a rate,
+            burst, size or timeout out of range, or ``http_client`` with ``transport``
+            or ``timeout``.
     """
 
     def __init__(
@@ -251,9 +259,15 @@ class AsyncVoiceClient:
             timeout = _check_timeout(http_client.timeout, "http_client's timeout")
         max_response_bytes = check_positive_int("max_response_bytes", max_response_bytes)
 
-        self._base_url = _check_base_url(
-            base_url or os.environ.get(_ENV_BASE_URL) or DEFAULT_BASE_URL
-        )
+        if base_url:
+            self._base_url = check_base_url(base_url)
+        else:
+            from_env = env_value(ENV_BASE_URL)
+            self._base_url = (
+                check_base_url(from_env, ENV_BASE_URL)
+                if from_env is not None
+                else check_base_url(DEFAULT_BASE_URL)
+            )
         self._credentials = credentials
         self._clock = ServerClock(enabled=clock_correction)
         # Our own limiter validates rate_limit and burst now, but binds to a loop only later.
@@ -448,9 +462,30 @@ class AsyncVoiceClient:
     ) -> Page[GroupCallRecord]:
         """Fetch one page of group-call tasks created between ``start`` and ``end``.
 
-        ``start`` and ``end`` are inclusive; naive values are taken in the vendor's zone,
-        aware ones are converted to ``server_timezone`` (required for them). ``statuses``
-        keeps only tasks in those states (``None``: all). ``size`` is 1..100.
+        Args:
+            start: the window's first second, inclusive: a ``datetime``, naive in the
+                vendor's zone, or aware (then converted to ``server_timezone``, which it
+                needs). Microseconds are dropped.
+            end: the window's last second, inclusive, as ``start``; not before it.
+            statuses: keep only tasks in these states: ``GroupCallStatus`` members, their
+                numbers (0 to 6) or their names (``"completed"``, case-insensitive, ``-``
+                or ``_`` alike; see ``GroupCallStatus.parse``). Default ``None``: all.
+            app_id: keep only this application's tasks, an ``int`` >= 0 (default: all).
+            search: the vendor's fuzzy match on task name or content (default: none).
+            page: the page number, from 1 (default 1).
+            size: records per page, 1 to ``MAX_PAGE_SIZE`` (100, the default).
+
+        Returns:
+            The ``Page`` of ``GroupCallRecord``s, newest first, with the result's
+            ``total``, ``size``, ``current`` and ``pages``.
+
+        Raises:
+            TypeError, ValueError: a bad argument, naming it, before any request.
+            ItnioError: what the vendor or the network did, after retries: an
+                ``ItnioAPIError`` (a vendor code), ``ItnioHTTPError``,
+                ``ItnioTransportError``, ``MalformedResponseError`` (a reply that
+                contradicts itself or the request), or ``ClientStateError`` (the client
+                is closed, or used from another event loop).
         """
         query = self._build_query(start, end, statuses, app_id, search)
         page, size = check_page(page, size)
@@ -474,10 +509,44 @@ class AsyncVoiceClient:
     ) -> GroupCallStream:
         """Stream every task of the window, exactly once, fetching concurrently.
 
-        Records come newest first. ``resume_from`` (a ``StreamCursor`` or its string, from
-        ``stream.progress.resume_from`` or ``error.resume_from``) goes on exactly where an
-        earlier stream of the same window and filters stopped. ``start_page`` pages by
-        page number from that page instead (offset mode; see the README's guarantees).
+        Use the result with ``async for`` (and close it early with ``aclose()`` or
+        ``contextlib.aclosing``); nothing is requested until the loop starts.
+
+        Args:
+            start: the window's first second, inclusive, as for ``query_group_calls``.
+            end: its last second, inclusive; with ``server_timezone`` set, an ``end`` in
+                the future is frozen at the vendor's "now" when the stream starts.
+            statuses: keep only these states, as for ``query_group_calls``
+                (default ``None``: all).
+            app_id: keep only this application's tasks (default: all).
+            search: the vendor's fuzzy match on task name or content (default: none).
+            page_size: records per request, 1 to 100 (default 100).
+            concurrency: requests in flight at most, >= 1 (default 8).
+            ordered: hand records out newest first, in the server's order (default
+                ``True``); ``False`` hands out pages as they arrive.
+            limit: stop after this many records, fetching no more than needed
+                (default ``None``: all).
+            resume_from: a ``StreamCursor`` or its string (from
+                ``stream.progress.resume_from`` or ``error.resume_from``) of a stream of
+                the same window and filters: go on exactly where it stopped (default
+                ``None``: from the start).
+            start_page: page by number from this page, taking earlier pages as done
+                (offset mode, exact only while the result holds still; default 1: the
+                cursor mode).
+            on_progress: called with the ``StreamProgress`` after every page (default
+                ``None``).
+
+        Returns:
+            A ``GroupCallStream`` of ``GroupCallRecord``s; ``stream.progress`` says how
+            far it is.
+
+        Raises:
+            TypeError, ValueError: a bad argument, or a cursor of another window or
+                filter, naming it, before any request.
+            ItnioError: while iterating, what the vendor or the network did, after
+                retries (see ``query_group_calls``), or ``ResultUnstableError`` when the
+                result kept changing beyond the stream's budget; each carries
+                ``resume_from``, the cursor to go on from.
         """
         spec = self._group_call_spec(start, end, statuses, app_id, search)
         return GroupCallStream(
@@ -511,7 +580,30 @@ class AsyncVoiceClient:
         on_progress: ProgressCallback | None = None,
     ) -> GroupCallPageStream:
         """Like ``iter_group_calls`` but yields ``Page``s, for jobs that checkpoint:
-        after each page, ``stream.progress.resume_from`` is the cursor to save."""
+        after each page, ``stream.progress.resume_from`` is the cursor to save.
+
+        Args:
+            start: the window's first second, inclusive, as for ``iter_group_calls``.
+            end: its last second, inclusive, as for ``iter_group_calls``.
+            statuses: keep only these states (default ``None``: all).
+            app_id: keep only this application's tasks (default: all).
+            search: the vendor's fuzzy match (default: none).
+            page_size: records per request, 1 to 100 (default 100).
+            concurrency: requests in flight at most (default 8).
+            ordered: pages in the server's order (default ``True``).
+            limit: stop after this many records (default ``None``: all).
+            resume_from: a cursor to go on from (default ``None``).
+            start_page: offset mode from this page (default 1: the cursor mode).
+            on_progress: called with the ``StreamProgress`` after every page.
+
+        Returns:
+            A ``GroupCallPageStream`` of ``Page[GroupCallRecord]``; a page's records are
+            what the stream hands out (repeats dropped), so ``len(page.records)`` may be
+            less than ``page_size``.
+
+        Raises:
+            TypeError, ValueError, ItnioError: as ``iter_group_calls``.
+        """
         spec = self._group_call_spec(start, end, statuses, app_id, search)
         return GroupCallPageStream(
             spec,

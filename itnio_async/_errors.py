@@ -76,7 +76,20 @@ def shorten(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
 
 
 class ItnioError(Exception):
-    """Root of every error that the client raises for a fault (not for bad arguments)."""
+    """Root of every error that the client raises for a fault (not for bad arguments).
+
+    Args:
+        message: what happened, in one line; ``str(error)`` adds the page and the attempts
+            when they are known.
+
+    Attributes:
+        transient: whether the fault may pass if the request is simply made again (the
+            retry policy retries exactly these).
+        attempts: requests made for the call that failed, retries included, or ``None``.
+        page: for a record stream in offset mode, the page to pass as ``start_page=``.
+        resume_from: for a record stream, its ``StreamCursor`` at the failure, to pass as
+            ``resume_from=``; ``None`` elsewhere.
+    """
 
     #: Whether the fault may pass if the request is simply made again (the retry policy
     #: retries exactly these). A class-level default; a subclass may set it per instance.
@@ -118,7 +131,13 @@ def _restore(cls: type[ItnioError], args: tuple[Any, ...], state: dict[str, Any]
 
 
 class ItnioAPIError(ItnioError):
-    """The vendor answered with a non-zero ``code``; ``code`` is always an ``int``."""
+    """The vendor answered with a non-zero ``code``; ``code`` is always an ``int``.
+
+    Args:
+        code: the vendor's code (``-1``, ``-22``...), kept as ``.code``.
+        msg: the vendor's message, kept as ``.msg`` (may be empty).
+        status_code: the HTTP status the reply came with (default 200).
+    """
 
     def __init__(self, code: int, msg: str, *, status_code: int = 200) -> None:
         super().__init__(f"vendor error {code}: {msg or '(no message)'}")
@@ -170,7 +189,17 @@ def api_error(code: int, msg: str, *, status_code: int = 200) -> ItnioAPIError:
 
 
 class ItnioHTTPError(ItnioError):
-    """The server answered with an HTTP status other than 200."""
+    """The server answered with an HTTP status other than 200.
+
+    Args:
+        status_code: the HTTP status, kept as ``.status_code``; 429 and 500, 502, 503,
+            504 are transient.
+        body: the reply body; only its start (200 characters, whitespace collapsed) is
+            kept, as ``.body``.
+        reason: the HTTP reason phrase, for the message (default none).
+        retry_after: the server's ``Retry-After`` in seconds, when it sent one (default
+            ``None``), kept as ``.retry_after``.
+    """
 
     def __init__(
         self, status_code: int, body: str, *, reason: str = "", retry_after: float | None = None
@@ -204,7 +233,14 @@ class ItnioTimeoutError(ItnioTransportError):
 
 
 class MalformedResponseError(ItnioError):
-    """The reply cannot be read as the vendor's envelope: not JSON, or fields missing/wrong."""
+    """The reply cannot be read as the vendor's envelope: not JSON, or fields missing/wrong,
+    or a reply that contradicts itself or the request.
+
+    Args:
+        reason: what is wrong with it, kept as ``.reason``.
+        status_code: the reply's HTTP status.
+        body: the reply body; only its start is kept, as ``.body``.
+    """
 
     def __init__(self, reason: str, *, status_code: int, body: str) -> None:
         excerpt = shorten(body)
@@ -229,7 +265,12 @@ class LimiterUnavailableError(ItnioError):
 
 
 class LimiterTimeoutError(ItnioError):
-    """No token could be had within the limiter's ``max_wait``; nothing was taken."""
+    """No token could be had within the limiter's ``max_wait``; nothing was taken.
+
+    Args:
+        message: what happened.
+        max_wait: the limit that was reached, in seconds, kept as ``.max_wait``.
+    """
 
     def __init__(self, message: str, *, max_wait: float) -> None:
         super().__init__(message)

@@ -35,7 +35,20 @@ class CallTally:
 
 @attrs.frozen(slots=True)
 class AttemptEvent:
-    """One request sent (or that failed to be sent) and how it ended."""
+    """One request sent (or that failed to be sent) and how it ended.
+
+    Attributes (also the constructor's arguments, in this order):
+        path: The endpoint's path.
+        attempt: 1 for the first attempt of a call, 2 for its first retry, and so on.
+        outcome: ``"ok"``, ``"vendor:<code>"``, ``"http:<status>"``,
+            ``"transport:<ExceptionName>"``, or ``"malformed"``: a low-cardinality label for
+            a metric.
+        status_code: The HTTP status, when a reply came.
+        duration: Seconds from sending to the end of the reply (or of the failure).
+        limiter_wait: Seconds this attempt waited for the rate limiter before it was sent.
+        slot_wait: Seconds this attempt waited, before that, for one of the client's
+            connections. Default ``0.0``.
+    """
 
     #: The endpoint's path.
     path: str
@@ -56,7 +69,14 @@ class AttemptEvent:
 
 @attrs.frozen(slots=True)
 class RetryEvent:
-    """A call will be retried."""
+    """A call will be retried.
+
+    Attributes (also the constructor's arguments, in this order):
+        path: The endpoint's path.
+        attempt: The attempt that failed.
+        reason: Why: the failed attempt's ``outcome`` (see ``AttemptEvent``).
+        wait: Seconds the client will wait before the retry.
+    """
 
     #: The endpoint's path.
     path: str
@@ -70,7 +90,14 @@ class RetryEvent:
 
 @attrs.frozen(slots=True)
 class PageEvent:
-    """A stream accepted a page."""
+    """A stream accepted a page.
+
+    Attributes (also the constructor's arguments, in this order):
+        page: The page number.
+        records: Records it yields from this page (repeats after a resync not counted).
+        pages: Pages in the result, as last reported.
+        total: Records in the result, as last reported.
+    """
 
     #: The page number.
     page: int
@@ -86,16 +113,20 @@ class ClientHooks:
     """Override any of these; the defaults do nothing."""
 
     def on_attempt(self, event: AttemptEvent) -> None:
-        """A request ended (success or failure)."""
+        """A request ended (success or failure): ``event``, an ``AttemptEvent``, says how.
+        Returns nothing; an exception it raises is logged and ignored."""
 
     def on_retry(self, event: RetryEvent) -> None:
-        """A failed attempt will be retried after ``event.wait`` seconds."""
+        """A failed attempt will be retried after ``event.wait`` seconds (``event``: a
+        ``RetryEvent``). Returns nothing; an exception it raises is logged and ignored."""
 
     def on_clock_offset(self, offset: float) -> None:
-        """The learned offset of the vendor's clock changed (seconds ahead of ours)."""
+        """The learned offset of the vendor's clock changed: ``offset``, in seconds, is how
+        far it is ahead of ours. Returns nothing; an exception is logged and ignored."""
 
     def on_page(self, event: PageEvent) -> None:
-        """A stream accepted a page."""
+        """A stream accepted a page (``event``: a ``PageEvent``). Returns nothing; an
+        exception it raises is logged and ignored."""
 
 
 def call_hook(hooks: ClientHooks | None, name: str, arg: object) -> None:

@@ -28,9 +28,16 @@ class RateLimiter(Protocol):
     every process), wait at least ``seconds`` from now.
     """
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> None:
+        """Wait until one request may be sent, and take its token; a waiter that is
+        cancelled takes nothing. May raise an ``ItnioError`` (a shared limiter's
+        ``LimiterUnavailableError`` or ``LimiterTimeoutError``), which the call raises."""
+        ...
 
-    async def pause(self, seconds: float) -> None: ...
+    async def pause(self, seconds: float) -> None:
+        """Make every ``acquire`` that has not returned yet wait at least ``seconds``
+        (a float >= 0) from now; a shorter pause than one in force changes nothing."""
+        ...
 
 
 #: The slowest rate accepted, in requests per second: one an hour. A slower one (1e-300,
@@ -89,6 +96,14 @@ class LocalRateLimiter:
 
     The ``AsyncLimiter`` is made at the first ``acquire``, on the running loop, never in
     ``__init__``: a limiter made at import or construction time would bind to the wrong loop.
+
+    Args:
+        rate: requests per second, a finite number >= 1/3600, or ``None`` for no limit.
+        burst: the bucket's size, an ``int`` >= 1 (default 1).
+
+    Raises:
+        TypeError, ValueError: a ``rate`` or ``burst`` of the wrong type or out of range,
+            naming it (``rate_limit``, as the client calls it, and ``burst``).
     """
 
     __slots__ = ("_bucket", "_paused_until", "burst", "rate")
@@ -107,6 +122,8 @@ class LocalRateLimiter:
         return f"LocalRateLimiter(rate={self.rate!r}, burst={self.burst!r})"
 
     async def acquire(self) -> None:
+        """Wait for a token (and for any pause to end), then take it. A waiter that is
+        cancelled takes nothing; raises nothing else."""
         loop = asyncio.get_running_loop()
         while True:
             # A deadline that a later pause() may push further out, so sleep and look
@@ -130,6 +147,8 @@ class LocalRateLimiter:
             # the pause it queues again: that only ever makes the limit stricter.
 
     async def pause(self, seconds: float) -> None:
+        """Hold every ``acquire`` not yet returned, waiting ones included, for at least
+        ``seconds`` from now (a ``Retry-After``); ``seconds`` <= 0 does nothing."""
         if seconds > 0:
             until = asyncio.get_running_loop().time() + seconds
             self._paused_until = max(self._paused_until, until)

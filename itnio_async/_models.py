@@ -114,7 +114,21 @@ def _unknown_status(cls: type[GroupCallStatus], value: int) -> GroupCallStatus:
 
 @attrs.frozen(slots=True)
 class GroupCallRecord:
-    """One group-call task as the query returns it."""
+    """One group-call task as the query returns it.
+
+    Attributes (also the constructor's arguments, in this order):
+        job_id: Task id (``jobId``), unique within the account.
+        task_name: Task name (``taskName``).
+        status: Task state (``status``); may be an unknown, future value (see
+            ``GroupCallStatus``).
+        rate: Call progress as the vendor formats it (``rate``, e.g. ``"87"``).
+        num_cnt: Numbers in the task (``numCnt``).
+        call_num: Calls made so far (``callNum``).
+        success: Successful calls (``success``).
+        fail: Failed calls (``fail``).
+        created_time: Submission time (``createdTime``): naive, or aware in the client's
+            ``server_timezone``.
+    """
 
     #: Task id (``jobId``), unique within the account.
     job_id: int
@@ -138,7 +152,15 @@ class GroupCallRecord:
 
 @attrs.frozen(slots=True)
 class Page(Generic[T]):
-    """One page of a paged query."""
+    """One page of a paged query.
+
+    Attributes (also the constructor's arguments, in this order):
+        records: The page's records, in the server's order.
+        total: Records in the whole result (every page).
+        size: Records per page that were asked for.
+        current: This page's number, from 1.
+        pages: Pages in the whole result.
+    """
 
     #: The page's records, in the server's order.
     records: tuple[T, ...]

@@ -168,6 +168,20 @@ class StreamCursor:
     Pass it as ``resume_from=`` to the same stream (same window and filters) to go on
     exactly where it stopped: nothing lost, nothing repeated, whether the result changed
     meanwhile or not. ``StreamCursor.from_string(str(cursor))`` gives it back.
+
+    Attributes (also the constructor's arguments, in this order):
+        endpoint: The stream it belongs to (``"group_calls"``, ...).
+        start: The window's start as queried, naive in the vendor's zone.
+        end: The window's end as queried (frozen at the first run's start when the client
+            has a ``server_timezone``), naive in the vendor's zone.
+        requested_end: The end the first run was asked for (before freezing).
+        filters: The filters, canonical JSON.
+        mode: How the stream pages.
+        ranges: Cursor mode: what is left, newest first. Default ``()``.
+        page: Offset mode: the first page not yet handed out. Default ``1``.
+        page_size: Offset mode: the page size that page number counts in. Default ``100``.
+        exclude: Offset mode: ids at the top of a resumed range, still to be dropped. Default
+            ``frozenset()``.
     """
 
     #: The stream it belongs to (``"group_calls"``, ...).
@@ -221,7 +235,18 @@ class StreamCursor:
 
     @classmethod
     def from_string(cls, text: object) -> StreamCursor:
-        """Read a cursor from ``to_string()``; ``ValueError`` if it is not one."""
+        """Read a cursor back from its string.
+
+        Args:
+            text: what ``str(cursor)`` (or ``cursor.to_string()``) gave, ``itc1.…``.
+
+        Returns:
+            The cursor.
+
+        Raises:
+            ValueError: ``text`` is not a stream cursor (another type, another prefix, or
+                a damaged body), naming ``resume_from``.
+        """
         if not isinstance(text, str) or not text.startswith(_CURSOR_PREFIX):
             raise ValueError("resume_from: not a stream cursor (expected 'itc1.…')")
         body = text[len(_CURSOR_PREFIX) :]

@@ -44,6 +44,21 @@ class RetryPolicy:
     ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]`` ("full jitter", which spreads
     the retries of many clients apart), or the server's ``Retry-After`` when it sends one
     and that is longer, capped at ``max_retry_after``.
+
+    Args:
+        max_retries: retries after the first attempt, an ``int`` >= 0 (default 5; 0 turns
+            retrying off).
+        initial_backoff: the upper bound of the first wait in seconds, >= 0 (default
+            0.5); it doubles for each later retry.
+        max_backoff: no single wait is longer, in seconds >= 0 (default 10.0).
+        deadline: seconds from the first attempt after which no retry starts, >= 0, or
+            ``None`` for no deadline (default 60.0).
+        max_retry_after: the longest ``Retry-After`` honoured, in seconds >= 0
+            (default 60.0).
+
+    Raises:
+        TypeError, ValueError: a value of the wrong type (a bool is not a number) or out
+            of range, naming the field.
     """
 
     #: Retries after the first attempt; 0 turns retrying off.
@@ -66,11 +81,17 @@ class RetryPolicy:
         return min(self.max_backoff, self.initial_backoff * growth)
 
     def backoff(self, retry_number: int, rng: Callable[[], float] | None = None) -> float:
-        """The jittered wait before retry ``retry_number`` (1 for the first retry)."""
+        """The jittered wait before retry ``retry_number`` (1 for the first retry):
+        ``backoff_ceiling(retry_number)`` times ``rng()``.
+
+        ``rng``: a function returning a float in ``[0, 1)`` (default ``random.random``).
+        Returns the wait in seconds."""
         return self.backoff_ceiling(retry_number) * (rng or random.random)()
 
     def wait_for(self, exc: BaseException | None, retry_number: int) -> float:
-        """The wait before retry ``retry_number`` after ``exc``."""
+        """The wait in seconds before retry ``retry_number`` (from 1) after ``exc``: none
+        right after a clock correction, else ``backoff``, or the reply's ``Retry-After``
+        (capped at ``max_retry_after``) when longer."""
         if isinstance(exc, TimestampExpiredError) and exc.clock_corrected:
             return 0.0
         wait = self.backoff(retry_number)
@@ -84,7 +105,17 @@ class RetryPolicy:
         sleep: Callable[[float], Any],
         before_sleep: Callable[[RetryCallState], Any] | None = None,
     ) -> AsyncRetrying:
-        """A fresh ``AsyncRetrying`` for one call. It re-raises the last real error."""
+        """A fresh ``tenacity.AsyncRetrying`` for one call, never to be shared.
+
+        Args:
+            sleep: the coroutine function that waits (``asyncio.sleep``, or a test's).
+            before_sleep: called with tenacity's ``RetryCallState`` before each wait
+                (default ``None``).
+
+        Returns:
+            The retrying object; it re-raises the last real error, never a
+            ``tenacity.RetryError``.
+        """
         by_time = stop_before_delay(self.deadline) if self.deadline is not None else stop_never
         stop = stop_after_attempt(self.max_retries + 1) | by_time
 

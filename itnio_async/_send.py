@@ -295,10 +295,12 @@ class Sender:
                 f"POST {job.path} took longer than its {self._deadline:g}s deadline"
             ) from exc
         except httpx.TimeoutException as exc:
-            raise ItnioTimeoutError(f"POST {job.path} timed out: {type(exc).__name__}") from exc
+            # The whole URL (never with credentials: the base URL refuses them), so that a
+            # wrong ITNIO_BASE_URL shows in the message.
+            raise ItnioTimeoutError(f"POST {job.url} timed out: {type(exc).__name__}") from exc
         except httpx.RequestError as exc:
             raise ItnioTransportError(
-                f"POST {job.path} failed: {type(exc).__name__}: {exc}"
+                f"POST {job.url} failed: {type(exc).__name__}: {exc}"
             ) from exc
         job.received_at = self._clock.wall()
         return raw

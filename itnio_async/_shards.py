@@ -40,7 +40,14 @@ _SECOND = timedelta(seconds=1)
 @attrs.frozen(slots=True)
 class Shard:
     """One slice of a window: stream it with ``iter_group_calls(shard.start, shard.end)``,
-    and resume it with ``resume_from=`` the cursor its stream last reported."""
+    and resume it with ``resume_from=`` the cursor its stream last reported.
+
+    Attributes (also the constructor's arguments, in this order):
+        index: Position of the slice, from 0 (oldest) up.
+        start: First second of the slice (inclusive).
+        end: Last second of the slice (inclusive).
+        estimated_count: Tasks the slice held when it was planned.
+    """
 
     #: Position of the slice, from 0 (oldest) up.
     index: int
@@ -93,6 +100,24 @@ async def plan_shards(
     the same filters; a worker run again after a failure or a restart goes on exactly
     where it stopped with ``resume_from=`` the last ``stream.progress.resume_from`` (or
     ``error.resume_from``) it saved.
+
+    Args:
+        client: the ``AsyncVoiceClient`` to ask.
+        start: the window's first second, inclusive, as for ``query_group_calls``.
+        end: its last second, inclusive.
+        shards: the most slices wanted, an ``int`` >= 1.
+        statuses: the workers' status filter, as for ``query_group_calls`` (default
+            ``None``: all).
+        app_id: the workers' application filter (default: all).
+        search: the workers' search text (default: none).
+
+    Returns:
+        The ``Shard``s, oldest first (``index`` from 0); they do not overlap and cover
+        the window.
+
+    Raises:
+        TypeError, ValueError: a bad argument, naming it, before any request.
+        ItnioError: what the vendor or the network did, as for ``query_group_calls``.
     """
     shards = check_positive_int("shards", shards)
 

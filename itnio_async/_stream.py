@@ -106,6 +106,35 @@ class StreamProgress:
     Updated each time the stream hands out a page; ``requests``, ``retries``,
     ``limiter_wait`` and ``slot_wait`` then include everything sent so far (use
     ``ClientHooks`` to see each request as it happens).
+
+    Attributes (also the constructor's arguments, in this order):
+        pages_done: Pages handed out. Default ``0``.
+        pages_known: Pages the window had when the stream started (0 until the first answer).
+            Default ``0``.
+        total: Records the window had when the stream started (offset mode: as last reported).
+            Default ``0``.
+        records_yielded: Records (or, for a page stream, records in pages) handed out so far.
+            Default ``0``.
+        requests: Requests sent, retries included. Default ``0``.
+        retries: Retries so far. Default ``0``.
+        limiter_wait: Seconds spent waiting for the rate limiter, summed over requests. Default
+            ``0.0``.
+        slot_wait: Seconds spent waiting for a connection slot, summed over requests. Default
+            ``0.0``.
+        resyncs: Offset mode: times the result changed under the stream and pages were read
+            again. Default ``0``.
+        next_page: Offset mode: the first page not yet handed out (``start_page=`` to resume).
+            Default ``None``.
+        window_end: The window's end as queried (a future ``end`` frozen at the stream's start
+            when ``server_timezone`` is set; aware then), known from the first iteration on.
+            Default ``None``.
+        mode: How the stream pages: ``"cursor"`` (the default) or ``"offset"`` (``start_page``,
+            or the fallback when the vendor orders records differently). Default
+            ``PagingMode.CURSOR.value``.
+        guarantee: What the mode promises, in plain words. Default
+            ``GUARANTEES[PagingMode.CURSOR]``.
+        resume_from: Where the stream stands: pass it as ``resume_from=`` to go on exactly from
+            here. Set from the first iteration on, and after every page. Default ``None``.
     """
 
     #: Pages handed out.

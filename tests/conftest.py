@@ -14,7 +14,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from itnio_async import AsyncVoiceClient, RetryPolicy
+from itnio_async import ENVIRONMENT, AsyncVoiceClient, RetryPolicy
 
 T = TypeVar("T")
 
@@ -30,6 +30,16 @@ if os.environ.get("CI"):
 
 KEY = "test-key"
 SECRET = "test-secret-do-not-leak"
+
+#: The variables the library, the CLI and the examples read (``ENVIRONMENT``), and the
+#: examples' demo switch: a developer's own settings must not change what a test sees.
+_SETTINGS_VARIABLES = (*ENVIRONMENT, "ITNIO_DEMO")
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 def wire_record(job_id: int, **overrides: Any) -> dict[str, Any]:

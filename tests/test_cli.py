@@ -499,7 +499,8 @@ def test_a_bad_base_url_is_a_usage_error(
     monkeypatch.setenv("ITNIO_BASE_URL", "http://example.com")
     code, _, err = run(capsys, "count", *WINDOW)
     assert code == commands.EXIT_USAGE
-    assert err.startswith("itnio-async: error: base_url must be https://")
+    # The variable the user set, not the argument it feeds.
+    assert err.startswith("itnio-async: error: ITNIO_BASE_URL must be https://")
 
 
 def test_rate_limit_accepts_numbers_and_none() -> None:

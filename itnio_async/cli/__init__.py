@@ -11,6 +11,7 @@ what the tool needs is what any application can have. The import contract in
 * ``_progress``: the progress bar, plain progress lines and the library's logging.
 """
 
-from ._commands import main
+from ._commands import DEMO_RATE_LIMIT, demo_vendor, demo_window, main
 
-__all__ = ["main"]
+# The demo's fake vendor is public so that the examples' --demo runs against the same one.
+__all__ = ["main", "demo_vendor", "demo_window", "DEMO_RATE_LIMIT"]

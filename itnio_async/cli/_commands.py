@@ -79,7 +79,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -97,6 +97,8 @@ from itnio_async import (
     ItnioHTTPError,
     MalformedResponseError,
     RetryPolicy,
+    Settings,
+    parse_time,
 )
 
 from ._manifest import Manifest, ManifestError
@@ -117,6 +119,7 @@ if TYPE_CHECKING:
     from itnio_async.testing import FakeVendor
 
 __all__ = [
+    "DEMO_RATE_LIMIT",
     "DEMO_SEED",
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
@@ -179,7 +182,8 @@ _transport_factory: Callable[[], httpx.AsyncBaseTransport] | None = None
 
 
 def demo_window(today: date | None = None) -> tuple[datetime, datetime]:
-    """The demo dataset's window: the ``DEMO_DAYS`` whole days before ``today``."""
+    """The demo dataset's window: the ``DEMO_DAYS`` whole days before ``today`` (a
+    ``date``, default the machine's today), as ``(start, end)`` naive ``datetime``s."""
     end = datetime.combine(today or date.today(), time())
     return end - timedelta(days=DEMO_DAYS), end
 
@@ -191,7 +195,20 @@ def demo_vendor(
     fault_probability: float = DEMO_FAULT_PROBABILITY,
     today: date | None = None,
 ) -> FakeVendor:
-    """The fake vendor ``--demo`` talks to. Tests build the same one to know the data."""
+    """The fake vendor ``--demo`` talks to. Tests build the same one to know the data.
+
+    Args:
+        seed: fixes its dataset and its faults (default ``DEMO_SEED``).
+        latency: seconds before each answer, plus up to as much of seeded jitter
+            (default ``DEMO_LATENCY``, 0.02).
+        fault_probability: the chance of a transient fault (-18, HTTP 503, a dropped
+            connection) per request (default 0.03).
+        today: the day the window ends on (default the machine's today): ``DEMO_TASKS``
+            tasks over the ``DEMO_DAYS`` days before it.
+
+    Returns:
+        A ``FakeVendor`` with the key ``DEMO_API_KEY`` and secret ``DEMO_API_SECRET``.
+    """
     from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
     start, end = demo_window(today)
@@ -237,10 +254,13 @@ exit codes:
   {EXIT_OUTPUT_CLOSED}  stdout was closed by its reader (| head)
 Errors print one line; -v adds the traceback. Progress goes to stderr.
 
-environment:
+environment (the library's and the examples' too; --demo ignores them):
   ITNIO_API_KEY, ITNIO_API_SECRET  the credentials (never options: any local user can
                                    read a command line); not needed with --demo
   ITNIO_BASE_URL                   the vendor's endpoint (default: the production API)
+  ITNIO_RATE_LIMIT                 requests per second (default 10; 0 or none: no limit);
+                                   --rate-limit overrides it
+  ITNIO_SERVER_TIMEZONE            the vendor's zone; --server-timezone overrides it
 
 examples:
   itnio-async --demo export -o tasks.jsonl
@@ -284,20 +304,13 @@ class _OutputError(Exception):
 
 
 def _time_arg(*, end: bool) -> Callable[[str], datetime]:
+    """``--start``/``--end``: the library's ``parse_time``, which the examples use too."""
+
     def parse(text: str) -> datetime:
-        text = text.strip()
         try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            return datetime.combine(day, time(23, 59, 59) if end else time())
-        try:
-            return datetime.fromisoformat(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"not a time: {text!r} (use YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS')"
-            ) from None
+            return parse_time(text, end=end)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
@@ -408,8 +421,8 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
         "--server-timezone",
         type=_zone_arg,
         metavar="ZONE",
-        help="the vendor's time zone (IANA name): times with an offset are converted to "
-        "it, and created_time is written with its offset",
+        help="the vendor's time zone (IANA name; default: ITNIO_SERVER_TIMEZONE): times "
+        "with an offset are converted to it, and created_time is written with its offset",
     )
     add(
         "--statuses",
@@ -427,8 +440,8 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
         type=_rate_arg,
         metavar="RPS",
         help=f"requests per second at most; 0 or 'none' for no limit (default: "
-        f"{DEFAULT_RATE_LIMIT:g}; {DEMO_RATE_LIMIT:g} with --demo). The vendor publishes no "
-        "limit: use your account's",
+        f"ITNIO_RATE_LIMIT, else {DEFAULT_RATE_LIMIT:g}; {DEMO_RATE_LIMIT:g} with --demo). "
+        "The vendor publishes no limit: use your account's",
     )
     add(
         "--max-retries",
@@ -540,6 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_zone() -> tzinfo | None:
+    """``ITNIO_SERVER_TIMEZONE``, or ``None`` (also when the environment is wrong: running
+    says so, naming the variable)."""
+    try:
+        return Settings.from_env().server_timezone
+    except ValueError:
+        return None
+
+
 def _check_args(args: argparse.Namespace) -> None:
     """What argparse cannot check alone; exits through ``parser.error`` (code 2)."""
     parser: argparse.ArgumentParser = args.subparser
@@ -551,12 +573,14 @@ def _check_args(args: argparse.Namespace) -> None:
         missing = [f"--{name}" for name in ("start", "end") if getattr(args, name) is None]
         if missing:
             fail(f"{' and '.join(missing)} required (or try --demo)")
+    zone_known = args.server_timezone is not None or (not args.demo and _env_zone() is not None)
     for name in ("start", "end"):
         value: datetime | None = getattr(args, name)
-        if value is not None and value.tzinfo is not None and args.server_timezone is None:
+        if value is not None and value.tzinfo is not None and not zone_known:
             fail(
-                f"--{name} has a UTC offset: also give --server-timezone (the vendor's zone), "
-                "or write the time in the vendor's zone without one"
+                f"--{name} has a UTC offset: also give --server-timezone (or set "
+                "ITNIO_SERVER_TIMEZONE) to the vendor's zone, or write the time in the "
+                "vendor's zone without one"
             )
     start, end = args.start, args.end
     # One with an offset and one without compare only once converted: the client does that.
@@ -605,6 +629,8 @@ class _Connection:
     transport: Callable[[], httpx.AsyncBaseTransport] | None
     rate_limit: float | None
     window: tuple[datetime, datetime] | None
+    #: ``ITNIO_SERVER_TIMEZONE``, when ``--server-timezone`` is not given.
+    server_timezone: tzinfo | None = None
 
 
 def _connect(args: argparse.Namespace) -> _Connection:
@@ -618,15 +644,29 @@ def _connect(args: argparse.Namespace) -> _Connection:
             DEMO_RATE_LIMIT,
             demo_window(),
         )
-    api_key = os.environ.get(ENV_KEY, "")
-    api_secret = os.environ.get(ENV_SECRET, "")
+    # The library's one reading of the environment (ITNIO_*), as the examples read it.
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    api_key, api_secret = settings.api_key, settings.api_secret
     if not (api_key and api_secret):
-        unset = " and ".join(name for name in (ENV_KEY, ENV_SECRET) if not os.environ.get(name))
+        unset = " and ".join(
+            name for name, value in ((ENV_KEY, api_key), (ENV_SECRET, api_secret)) if value is None
+        )
         raise _UsageError(
             f"missing credentials: set {ENV_KEY} and {ENV_SECRET} in the environment "
             f"({unset} not set; never pass a secret on the command line), or try --demo"
         )
-    return _Connection(api_key, api_secret, None, _transport_factory, DEFAULT_RATE_LIMIT, None)
+    return _Connection(
+        api_key,
+        api_secret,
+        settings.base_url,
+        _transport_factory,
+        settings.rate_limit,
+        None,
+        settings.server_timezone,
+    )
 
 
 def _window(args: argparse.Namespace, connection: _Connection) -> tuple[datetime, datetime]:
@@ -653,13 +693,19 @@ def _make_client(
             base_url=connection.base_url,
             rate_limit=rate,
             retry=RetryPolicy(max_retries=args.max_retries),
-            server_timezone=args.server_timezone,
+            server_timezone=_zone(args, connection),
             max_connections=max(DEFAULT_MAX_CONNECTIONS, concurrency),
             transport=connection.transport() if connection.transport is not None else None,
             hooks=hooks,
         )
     except (TypeError, ValueError) as exc:
         raise _UsageError(str(exc)) from exc
+
+
+def _zone(args: argparse.Namespace, connection: _Connection) -> tzinfo | None:
+    """``--server-timezone``, else ``ITNIO_SERVER_TIMEZONE``."""
+    zone: tzinfo | None = args.server_timezone
+    return zone if zone is not None else connection.server_timezone
 
 
 def _statuses(args: argparse.Namespace) -> list[GroupCallStatus] | None:
@@ -674,14 +720,14 @@ def _export_identity(
 ) -> dict[str, Any]:
     """What a file export's manifest must match for a re-run to resume it."""
     start, end = _window(args, connection)
-    zone: ZoneInfo | None = args.server_timezone
+    zone = _zone(args, connection)
     statuses = _statuses(args)
     return {
         "format": fmt,
         "window": {
             "start": start.isoformat(),
             "end": end.isoformat(),
-            "server_timezone": None if zone is None else zone.key,
+            "server_timezone": None if zone is None else str(zone),
         },
         "filters": {
             "statuses": None if statuses is None else [s.name.lower() for s in statuses],
@@ -770,6 +816,21 @@ async def _export_pages(
                 output.write_page(page.records, cursor)
                 status.page_written(len(page.records), progress, cursor)
                 reporter.update(status)
+        if args.start_page > 1 and stream.progress.records_yielded == 0:
+            # Offset mode past the last page: say so rather than end in an empty file.
+            first = await client.query_group_calls(
+                start,
+                end,
+                statuses=_statuses(args),
+                app_id=args.app_id,
+                search=args.search,
+                size=args.page_size,
+            )
+            raise _UsageError(
+                f"--start-page {args.start_page} is past the window's last page "
+                f"({first.total} tasks make {first.pages} pages of {args.page_size}): "
+                "nothing written"
+            )
 
 
 async def _count_total(args: argparse.Namespace, connection: _Connection) -> int:
@@ -936,7 +997,11 @@ def _count(args: argparse.Namespace, connection: _Connection) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (the console script exits with it)."""
+    """Run the command line with the arguments ``argv`` (default ``None``: ``sys.argv[1:]``).
+
+    Returns the exit code (the console script exits with it; see the ``EXIT_*``
+    constants); every error is reported on stderr as one line, never raised.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Final, Literal
 
-from itnio_async import GroupCallRecord
+from itnio_async import RECORD_COLUMNS, GroupCallRecord, record_row
 
 from ._manifest import Manifest, ManifestError, write_all
 
@@ -50,20 +50,9 @@ __all__ = [
 Format = Literal["jsonl", "csv"]
 FORMATS: Final[tuple[Format, ...]] = ("jsonl", "csv")
 
-#: The columns (JSON keys) of an exported record, in order: ``GroupCallRecord``'s fields
-#: with the status's lower-case name after its number.
-COLUMNS: Final = (
-    "job_id",
-    "task_name",
-    "status",
-    "status_name",
-    "rate",
-    "num_cnt",
-    "call_num",
-    "success",
-    "fail",
-    "created_time",
-)
+#: The columns (JSON keys) of an exported record, in order: the library's one record
+#: format (``itnio_async.record_row``), which the examples write too.
+COLUMNS: Final = RECORD_COLUMNS
 
 #: How far back a partial last line is searched for, at most, before appending.
 _TAIL_CHUNK: Final = 64 * 1024
@@ -74,28 +63,6 @@ def format_for(path: str | None) -> Format:
     if path is not None and path != "-" and path.lower().endswith(".csv"):
         return "csv"
     return "jsonl"
-
-
-def record_row(record: GroupCallRecord) -> dict[str, object]:
-    """One record as a flat row, keyed by ``COLUMNS``.
-
-    ``status`` is the vendor's number and ``status_name`` its ``GroupCallStatus`` name in
-    lower case (``unknown_9`` for a value the vendor added later); ``created_time`` is ISO
-    8601 (naive, or with the offset of ``--server-timezone``).
-    """
-    status = record.status
-    return {
-        "job_id": record.job_id,
-        "task_name": record.task_name,
-        "status": int(status),
-        "status_name": status.name.lower(),
-        "rate": record.rate,
-        "num_cnt": record.num_cnt,
-        "call_num": record.call_num,
-        "success": record.success,
-        "fail": record.fail,
-        "created_time": record.created_time.isoformat(),
-    }
 
 
 # Made once: ``json.dumps`` with arguments builds a new encoder for every call.

@@ -337,7 +337,6 @@ class BarReporter(Reporter):
             Progress,
             SpinnerColumn,
             TextColumn,
-            TimeRemainingColumn,
         )
 
         # Only made when we know the stream is a terminal: force it, whatever TERM says.
@@ -349,7 +348,8 @@ class BarReporter(Reporter):
             TextColumn("{task.fields[pages]}"),
             TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[retries]}"),
-            TimeRemainingColumn(compact=True, elapsed_when_finished=True),
+            # Labelled ("12s left", "3s elapsed"), not a bare clock nobody can read.
+            TextColumn("{task.fields[time]}"),
             console=console,
             # The records may go to stdout: never capture it, nor stderr.
             redirect_stdout=False,
@@ -360,7 +360,7 @@ class BarReporter(Reporter):
     @staticmethod
     def _fields(status: ExportStatus | None) -> dict[str, Any]:
         if status is None:
-            return {"records": "0 records", "pages": "", "rate": "", "retries": ""}
+            return {"records": "0 records", "pages": "", "rate": "", "retries": "", "time": ""}
         records = f"{status.records_written:,}"
         if status.target_records is not None:
             records += f"/{status.target_records:,}"
@@ -372,7 +372,15 @@ class BarReporter(Reporter):
             "pages": status.pages_text(),
             "rate": f"{status.request_rate():.0f} req/s",
             "retries": retries,
+            "time": BarReporter._time_text(status),
         }
+
+    @staticmethod
+    def _time_text(status: ExportStatus) -> str:
+        left = None if status.finished else status.seconds_left()
+        if left is not None:
+            return f"about {left:.0f}s left"
+        return f"{status.elapsed():.1f}s elapsed"
 
     def start(self) -> None:
         self._progress.start()

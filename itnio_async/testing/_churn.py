@@ -212,8 +212,9 @@ class Churn:
         return _job_ids(at_start) - set(self.moved_out) - set(self.removed)
 
     def ever(self, at_start: Iterable[FakeTask | int]) -> set[int]:
-        """The job ids that matched the filter at some moment: a correct client delivers
-        no others."""
+        """The job ids that matched the filter at some moment: those of ``at_start`` (the
+        tasks or job ids matching when the stream began), those moved in and those
+        created since. A correct client delivers no others."""
         return _job_ids(at_start) | set(self.moved_in) | set(self.created)
 
     # ------------------------------------------------------------------ moving

@@ -124,6 +124,18 @@ class FakeTask:
     ``created_time`` is a naive datetime, truncated to whole seconds (the vendor
     keeps no fraction); ``app_id`` is the application the task belongs to, used by
     the ``idxAppId`` filter but not sent on the wire.
+
+    Attributes (also the constructor's arguments, in this order):
+        job_id:
+        task_name:
+        status:
+        rate:
+        num_cnt:
+        call_num:
+        success:
+        fail:
+        created_time:
+        app_id:  Default ``1``.
     """
 
     job_id: int
@@ -158,7 +170,8 @@ class FakeTask:
 
     @classmethod
     def from_wire(cls, record: dict[str, Any], *, app_id: int = 1) -> FakeTask:
-        """Build a task from a vendor JSON record (the inverse of :meth:`to_wire`)."""
+        """Build a task from a vendor JSON ``record`` (the inverse of :meth:`to_wire`),
+        in application ``app_id`` (default 1; the wire does not carry it)."""
         return cls(
             job_id=int(record["jobId"]),
             task_name=str(record["taskName"]),
@@ -180,6 +193,13 @@ class Query:
     ``statuses`` ``None`` means every status; ``search`` is already case-folded and
     ``None`` when no search applies. An exclusive end is resolved into this
     inclusive form by :meth:`build`.
+
+    Attributes (also the constructor's arguments, in this order):
+        lo_sec:
+        hi_sec:
+        statuses:  Default ``None``.
+        app_id:  Default ``None``.
+        search:  Default ``None``.
     """
 
     lo_sec: int
@@ -201,8 +221,11 @@ class Query:
     ) -> Query:
         """Resolve user-facing filter values (as the vendor reads its request body).
 
-        ``end_exclusive`` makes the window ``start <= createdTime < end`` instead of
-        the vendor's inclusive ``<= end``.
+        ``start``/``end``: ``datetime``s or wire times; ``statuses``: numbers (``None``
+        or empty: all); ``app_id``: one application (``None``: all); ``search``: a
+        case-insensitive substring of the task name (``None``: none). ``end_exclusive``
+        makes the window ``start <= createdTime < end`` instead of the vendor's inclusive
+        ``<= end``.
         """
         start_dt = parse_wire_time(start) if isinstance(start, str) else start
         end_dt = parse_wire_time(end) if isinstance(end, str) else end
@@ -221,7 +244,8 @@ class Query:
         return self.statuses is not None or self.app_id is not None or self.search is not None
 
     def match_fields(self, status: int, app_id: int, name: str | None) -> bool:
-        """Apply the non-time filters; ``name`` may be ``None`` when no search applies."""
+        """Whether a task's ``status``, ``app_id`` and task ``name`` pass the non-time
+        filters; ``name`` may be ``None`` when no search applies."""
         if self.statuses is not None and status not in self.statuses:
             return False
         if self.app_id is not None and app_id != self.app_id:
@@ -513,6 +537,7 @@ class Dataset:
         counts are consistent (``call_num <= num_cnt``, ``success + fail ==
         call_num``, ``rate`` is the call progress in percent), several tasks often
         share a second, and job ids grow with creation time from 5,000,000 upwards.
+        Tasks are spread over the applications ``app_ids`` (default 1, 2 and 3).
         """
         if count < 0:
             raise ValueError("count must be >= 0")
@@ -589,8 +614,9 @@ class Dataset:
 
         The window is inclusive: ``start <= created_time <= end`` (``< end`` with
         ``end_exclusive``). ``statuses`` empty or ``None`` means all; ``search`` is a
-        case-insensitive substring of the task name. ``order="oldest_first"`` gives
-        the same tasks in the reverse order.
+        case-insensitive substring of the task name; ``app_id`` keeps one
+        application's tasks (``None``: all). ``order="oldest_first"`` gives the same
+        tasks in the reverse order.
         """
         _check_order(order)
         query = Query.build(start, end, statuses, app_id, search, end_exclusive=end_exclusive)
@@ -791,7 +817,8 @@ class Dataset:
         """Create ``n`` realistic new tasks at ``created_time`` with fresh, increasing job ids.
 
         New ids are above every id the dataset ever held, like an auto-increment
-        column. ``app_id`` defaults to the dataset's first application.
+        column. ``status`` defaults to waiting (0); ``app_id`` defaults to the dataset's
+        first application.
         """
         if n < 0:
             raise ValueError("n must be >= 0")
@@ -812,7 +839,8 @@ class Dataset:
             return created
 
     def change_status(self, job_ids: Iterable[int], status: int) -> list[FakeTask]:
-        """Set the status of existing tasks; an unknown job id raises ``KeyError`` (no change)."""
+        """Set the ``status`` of the tasks ``job_ids``; an unknown job id raises
+        ``KeyError`` (no change). Returns the tasks as they are now."""
         with self._lock:
             changed: list[FakeTask] = []
             for _, task, index in self._resolve(job_ids):
@@ -830,7 +858,7 @@ class Dataset:
             return changed
 
     def remove(self, job_ids: Iterable[int]) -> None:
-        """Delete existing tasks; an unknown job id raises ``KeyError`` (no change)."""
+        """Delete the tasks ``job_ids``; an unknown job id raises ``KeyError`` (no change)."""
         with self._lock:
             for _, task, index in self._resolve(job_ids):
                 if task is not None:

@@ -36,7 +36,21 @@ _KIND_STREAM: Final = 1_001  # hash stream of the "which fault" draw
 
 @attrs.frozen
 class Fault:
-    """One injected fault; build it with :meth:`code`, :meth:`http`, :meth:`drop`, :meth:`delay`."""
+    """One injected fault; build it with :meth:`code`, :meth:`http`, :meth:`drop`, :meth:`delay`.
+
+    Attributes (also the constructor's arguments, in this order):
+        kind:
+        vendor_code: the vendor code of a ``code`` fault (an ``int``, or a ``str`` sent
+            verbatim) Default ``None``.
+        msg: the ``msg`` of a ``code`` fault (``None``: the vendor's standard message) Default
+            ``None``.
+        status: the HTTP status of an ``http`` fault Default ``None``.
+        retry_after: a ``Retry-After`` header: seconds (rounded up) or a string sent verbatim
+            Default ``None``.
+        html: answer an ``http`` fault with nginx's HTML error page instead of JSON Default
+            ``False``.
+        seconds: the extra latency of a ``delay`` fault, in seconds Default ``0.0``.
+    """
 
     kind: FaultKind
     #: the vendor code of a ``code`` fault (an ``int``, or a ``str`` sent verbatim)

@@ -188,6 +188,10 @@ class FakeTransport(httpx.AsyncBaseTransport):
     matters to a client: a :meth:`Fault.drop` raises ``httpx.RemoteProtocolError``,
     and a request's read timeout (``httpx.Timeout(read=...)``) raises
     ``httpx.ReadTimeout`` when the fake is slower than that.
+
+    Args:
+        app: the ASGI app to serve, usually a ``FakeVendor`` (``fake.transport()`` makes
+            one).
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
@@ -362,9 +366,11 @@ class FakeVendor:
         The window is inclusive at both ends (``start <= createdTime <= end``), or
         ends before ``end`` when the fake is ``end_exclusive``; the records come in
         the fake's ``order`` (newest first unless it is ``"oldest_first"``).
-        ``statuses`` empty or ``None`` means all; ``search`` is a case-insensitive
-        substring of the task name. Reflects ``dataset`` as it is now (not its
-        ``replicas``), whatever ``lies`` the fake tells.
+        ``statuses`` (numbers) empty or ``None`` means all; ``app_id`` keeps one
+        application's tasks (``None``: all); ``search`` is a case-insensitive substring
+        of the task name. ``start`` and ``end`` are ``datetime``s or the wire's
+        ``"YYYY-MM-DD HH:MM:SS"``. Reflects ``dataset`` as it is now (not its
+        ``replicas``), whatever ``lies`` the fake tells. Returns the ``FakeTask``s.
         """
         return self.dataset.select(
             start,
@@ -397,16 +403,19 @@ class FakeVendor:
         app_id: int | None = None,
     ) -> list[FakeTask]:
         """Create ``n`` new tasks (fresh job ids above all others) at ``created_time``
-        (default: the server's :meth:`now`); return them."""
+        (default: the server's :meth:`now`), in ``status`` (default 0, waiting) and
+        application ``app_id`` (default: the dataset's first); return them."""
         when = created_time if created_time is not None else self.now()
         return self.dataset.add_new(n, when, status=status, app_id=app_id)
 
     def change_status(self, job_ids: Iterable[int], status: int) -> None:
-        """Set the status of existing tasks (``KeyError`` for an unknown job id)."""
+        """Set the ``status`` of the tasks ``job_ids`` (``KeyError`` for an unknown job
+        id, and then nothing changes)."""
         self.dataset.change_status(job_ids, status)
 
     def remove_tasks(self, job_ids: Iterable[int]) -> None:
-        """Delete existing tasks (``KeyError`` for an unknown job id)."""
+        """Delete the tasks ``job_ids`` (``KeyError`` for an unknown job id, and then
+        nothing changes)."""
         self.dataset.remove(job_ids)
 
     def on_request(self, callback: RequestCallback) -> RequestCallback:

@@ -149,13 +149,13 @@ def task_json(task: FakeTask) -> dict[str, Any]:
         "job_id": task.job_id,
         "task_name": task.task_name,
         "status": task.status,
-        "status_name": GroupCallStatus(task.status).name,
+        "status_name": GroupCallStatus(task.status).name.lower(),
         "rate": task.rate,
         "num_cnt": task.num_cnt,
         "call_num": task.call_num,
         "success": task.success,
         "fail": task.fail,
-        "created_time": task.created_time.isoformat(sep=" "),
+        "created_time": task.created_time.isoformat(),
     }
 
 
