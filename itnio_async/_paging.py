@@ -182,7 +182,8 @@ class StreamCursor:
     filters: str
     #: How the stream pages.
     mode: PagingMode
-    #: Cursor mode: what is left, newest first.
+    #: Cursor mode: what is left, newest first. Offset mode: what is left after the
+    #: window being paged (a stream over consecutive windows, such as call records').
     ranges: tuple[Range, ...] = ()
     #: Offset mode: the first page not yet handed out, and the page size.
     page: int = 1
@@ -205,11 +206,11 @@ class StreamCursor:
             "f": self.filters,
             "m": self.mode.value,
         }
-        if self.mode is PagingMode.CURSOR:
+        if self.mode is PagingMode.CURSOR or self.ranges:
             payload["g"] = [
                 [_wire_time(r.lo), _wire_time(r.top), sorted(r.seen, key=repr)] for r in self.ranges
             ]
-        else:
+        if self.mode is PagingMode.OFFSET:
             payload["p"] = self.page
             payload["z"] = self.page_size
             payload["x"] = sorted(self.exclude, key=repr)
@@ -230,7 +231,7 @@ class StreamCursor:
             data = json.loads(raw)
             mode = PagingMode(data["m"])
             ranges: tuple[Range, ...] = ()
-            if mode is PagingMode.CURSOR:
+            if mode is PagingMode.CURSOR or "g" in data:
                 ranges = tuple(
                     Range(_parse_time(lo), _parse_time(top), frozenset(_ids(seen)))
                     for lo, top, seen in data["g"]
