@@ -364,6 +364,8 @@ class _Slice(Generic[T]):
     frontier: bool = False
     #: Set while one crowded second is paged by offset.
     second: _Second | None = None
+    #: A limit cut its records short: what it fetched past the limit is still to do.
+    cut: bool = False
 
     @classmethod
     def new(cls, lo: datetime, top: datetime, seen: frozenset[Hashable] = frozenset()) -> _Slice[T]:
@@ -476,7 +478,7 @@ class CursorPlan(Generic[T]):
         """What is left, newest first: adjacent untouched slices are merged."""
         out: list[Range] = []
         for s in self._slices:
-            if s.finished:
+            if s.finished and not s.cut:
                 continue
             if out and s.untouched and s.top == out[-1].lo - _SECOND:
                 out[-1] = Range(s.lo, out[-1].top, out[-1].seen)
@@ -559,6 +561,7 @@ class CursorPlan(Generic[T]):
             ready = s.ready.popleft()
             records = ready.records
             if self._remaining is not None and len(records) >= self._remaining:
+                s.cut = len(records) > self._remaining
                 records = records[: self._remaining]
                 pairs = zip(ready.times, map(self._id_of, records), strict=False)
                 ready.after = _advance(*ready.before, pairs)
