@@ -481,3 +481,35 @@ def test_bodies_carry_iso_times_with_the_server_offset() -> None:
         assert body["params"]["strTime"].endswith("+08:00")
         assert body["params"]["endTime"].endswith("+08:00")
         assert ItnioError  # the error tree is the one imported above
+
+
+def test_a_vendor_in_another_order_falls_back_to_offsets_per_slice_and_still_resumes() -> None:
+    async def main() -> tuple[list[str], list[list[str]], list[str], set[str]]:
+        fake = make_fake(tasks=12, per_task=(0, 20), order="oldest_first")
+        # Oldest first within each slice; the slices themselves come newest first.
+        cut = START + timedelta(days=31)
+        slices = [(cut + timedelta(seconds=1), END), (START, cut)]
+        want = [v for lo, hi in slices for v in expected(fake, lo, hi)]
+        modes: set[str] = set()
+        async with make_client(fake) as client:
+            whole = voice_ids(await collect(client.iter_call_records(START, END, page_size=7)))
+            runs: list[list[str]] = []
+            cursor: StreamCursor | None = None
+            for _ in range(len(want) + 5):  # bounded: each run hands out a page
+                pages = client.iter_call_record_pages(START, END, page_size=7, resume_from=cursor)
+                got: list[str] = []
+                async with contextlib.aclosing(pages):
+                    async for page in pages:
+                        got.extend(r.voice_id for r in page.records)
+                        break
+                cursor = StreamCursor.from_string(str(pages.progress.resume_from))
+                modes.add(cursor.mode.value)
+                runs.append(got)
+                if not got:
+                    break
+        return whole, runs, want, modes
+
+    whole, runs, want, modes = virtual(main)
+    assert whole == want
+    assert [v for run in runs for v in run] == want
+    assert "offset" in modes
