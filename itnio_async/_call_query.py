@@ -34,6 +34,11 @@ MAX_WINDOW: Final = timedelta(days=31)
 #: How far back the vendor keeps call records, in calendar months.
 RETENTION_MONTHS: Final = 2
 
+#: How far inside the two months a clamped start goes: the boundary moves on while a
+#: stream runs, and the oldest slice is read last, so a start right on it would be refused
+#: by the time it is asked for.
+CLAMP_MARGIN: Final = timedelta(days=1)
+
 _SECOND: Final = timedelta(seconds=1)
 
 
@@ -106,7 +111,8 @@ class CallRecordQuery:
         """Check a window against the vendor's rules, or raise naming the argument.
 
         ``now`` is the vendor's current time, naive UTC. ``clamp_start`` moves a start
-        older than two months up to the oldest allowed instead of refusing it; ``single``
+        older than two months up to one day after the oldest allowed (``CLAMP_MARGIN``)
+        instead of refusing it; ``single``
         refuses a window over 31 days (one request cannot ask for more).
         """
         if not isinstance(clamp_start, bool):
@@ -124,13 +130,14 @@ class CallRecordQuery:
                     f"earliest start now is {_shown(earliest)}); pass clamp_start=True to "
                     "begin there instead"
                 )
-            if hi < earliest:
+            lo = earliest + CLAMP_MARGIN
+            if hi < lo:
                 raise ValueError(
                     f"end ({_shown(hi)}) is older than the last {RETENTION_MONTHS} months "
-                    f"the vendor keeps call records for (since {_shown(earliest)}): "
-                    "nothing of the window can be queried"
+                    f"the vendor keeps call records for (since {_shown(earliest)}, and a "
+                    f"clamped start keeps {CLAMP_MARGIN.days} day inside them): nothing of "
+                    "the window can be queried"
                 )
-            lo = earliest
         if single and hi - lo > MAX_WINDOW:
             raise ValueError(
                 f"the window from start ({_shown(lo)}) to end ({_shown(hi)}) is longer "

@@ -691,7 +691,8 @@ class AsyncVoiceClient:
             page: the page number, from 1 (default 1).
             size: records per page, 1..100 (default 100).
             clamp_start: a ``start`` further back than the vendor's two months is moved
-                up to the oldest allowed time instead of refused (default ``False``).
+                up to one day after the oldest allowed time (so that a long stream stays
+                inside them) instead of refused (default ``False``).
 
         Returns:
             The vendor's ``Page`` of ``CallRecord``, in its order.
@@ -745,7 +746,8 @@ class AsyncVoiceClient:
             on_progress: called with ``stream.progress`` after every page (default
                 ``None``).
             clamp_start: a ``start`` further back than the vendor's two months is moved
-                up to the oldest allowed time instead of refused (default ``False``).
+                up to one day after the oldest allowed time (so that a long stream stays
+                inside them) instead of refused (default ``False``).
 
         Returns:
             A ``CallRecordStream``: ``async for`` it; ``aclose()`` (or leave the loop) to

@@ -5,12 +5,21 @@ A client of the library like any other: it imports only the public names of
 what the tool needs is what any application can have. The import contract in
 ``pyproject.toml`` checks that.
 
-* ``_commands``: the arguments, the commands and their exit codes;
+* ``_commands``: the arguments, the task commands and their exit codes;
+* ``_calls``: the call-record and task-detail commands (``calls export``, ``tasks show``);
 * ``_output``: JSON Lines and CSV, written one whole page at a time;
 * ``_manifest``: the manifest beside an output file, from which a re-run resumes;
 * ``_progress``: the progress bar, plain progress lines and the library's logging.
 """
 
-from ._commands import main
+from collections.abc import Sequence
+
+from . import _calls, _commands
 
 __all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``itnio-async`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit
+    code: ``export`` and ``count`` for tasks, ``calls export`` and ``tasks show``."""
+    return _commands.main(argv, register=_calls.register)
