@@ -9,6 +9,7 @@ bounds ``submitTime`` at both ends, as the fake serves ``/voice/recordGroupQuery
 
 from __future__ import annotations
 
+import functools
 import threading
 from bisect import bisect_left
 from collections import Counter
@@ -24,6 +25,8 @@ from ._dataset import Dataset, FakeTask, Order
 __all__ = ["CallLog", "FakeCall", "call_account"]
 
 _SECOND: Final = timedelta(seconds=1)
+#: Wire forms of calls kept formatted (a benchmark's whole window).
+_WIRE_CACHE: Final = 50_000
 _S_CALL: Final = 3_000  # hash stream of a call's fields
 _S_TASK: Final = 3_001  # hash stream of call_account's tasks
 _REASONS: Final = {
@@ -83,7 +86,11 @@ class FakeCall:
         return self.termination_code == "200"
 
     def to_wire(self, tz: tzinfo = UTC) -> dict[str, Any]:
-        """The record exactly as the vendor's JSON carries it, its times in ``tz``."""
+        """The record exactly as the vendor's JSON carries it, its times in ``tz``
+        (a new dict each time; the fake serves a cached one, see ``wire_cached``)."""
+        return dict(_wire(self, tz))
+
+    def _to_wire(self, tz: tzinfo) -> dict[str, Any]:
 
         def at(after: int | None) -> str | None:
             if after is None:
@@ -149,6 +156,18 @@ def make_call(seed: int, job_id: int, index: int, submitted: datetime, *, ok: bo
         feedback_value="-1" if (draw >> 32) % 4 else str((draw >> 34) % 10),
         currency=_CURRENCIES[(draw >> 48) % len(_CURRENCIES)],
     )
+
+
+@functools.lru_cache(maxsize=_WIRE_CACHE)
+def _wire(call: FakeCall, tz: tzinfo) -> dict[str, Any]:
+    # Formatting five times is most of a page's cost to the fake: a benchmark's pages are
+    # served from here. Never mutated (``to_wire`` hands out copies).
+    return call._to_wire(tz)
+
+
+def wire_cached(call: FakeCall, tz: tzinfo) -> dict[str, Any]:
+    """``call.to_wire(tz)`` from a bounded cache, not to be mutated (the fake's pages)."""
+    return _wire(call, tz)
 
 
 class CallLog:
@@ -223,10 +242,14 @@ class CallLog:
                 del self._keys[index], self._calls[index]
                 self._per_job[call.job_id] -= 1
 
-    def _window(self, start: datetime, end: datetime, end_exclusive: bool) -> list[FakeCall]:
+    def _bounds(self, start: datetime, end: datetime, end_exclusive: bool) -> tuple[int, int]:
         lo, hi = _utc(start), _utc(end)
         first = bisect_left(self._keys, (lo, ""))
         last = bisect_left(self._keys, (hi if end_exclusive else hi + _SECOND, ""))
+        return first, max(first, last)
+
+    def _window(self, start: datetime, end: datetime, end_exclusive: bool) -> list[FakeCall]:
+        first, last = self._bounds(start, end, end_exclusive)
         return self._calls[first:last]
 
     def select(
@@ -253,15 +276,16 @@ class CallLog:
         order: Order = "newest_first",
     ) -> tuple[int, list[FakeCall]]:
         """The window's total, and page ``page`` of ``size`` of it."""
+        # Only the page is copied: a window of many calls is not, on every request.
         with self._lock:
-            window = self._window(start, end, end_exclusive)
-        total = len(window)
-        skip = (page - 1) * size
-        if order == "newest_first":
-            top = total - skip
-            chunk = window[max(0, top - size) : max(0, top)][::-1]
-        else:
-            chunk = window[skip : skip + size]
+            first, last = self._bounds(start, end, end_exclusive)
+            total = last - first
+            skip = (page - 1) * size
+            if order == "newest_first":
+                top = last - skip
+                chunk = self._calls[max(first, top - size) : max(first, top)][::-1]
+            else:
+                chunk = self._calls[first + skip : min(last, first + skip + size)]
         return total, chunk
 
 

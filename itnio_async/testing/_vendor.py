@@ -33,7 +33,7 @@ import attrs
 import httpx
 
 from . import _rng
-from ._calls import CallLog, FakeCall, make_call
+from ._calls import CallLog, FakeCall, make_call, wire_cached
 from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import Fault, FaultCursor, FaultPlan
 from ._lies import Lies
@@ -763,7 +763,8 @@ class FakeVendor:
             return calls.page(start, end, number, per_page, end_exclusive=exclusive, order=order)
 
         records, said = lies.serve(current, size, page)
-        return self._page_answer([call.to_wire(self.tz) for call in records], said, path)
+        tz = self.tz
+        return self._page_answer([wire_cached(call, tz) for call in records], said, path)
 
     def _detail_answer(self, raw_id: str, path: str) -> _Answer:
         if not raw_id.isdigit():
