@@ -791,12 +791,36 @@ class AsyncVoiceClient:
         """Like ``iter_call_records`` but yields ``Page``s, for jobs that checkpoint:
         after each page, ``stream.progress.resume_from`` is the cursor to save.
 
-        Takes the same arguments, with the same defaults, and raises the same errors, as
-        ``iter_call_records``. A page's ``current`` counts the pages handed out across
-        every slice, from 1.
+        A page's ``current`` counts the pages handed out across every slice, from 1, and
+        its ``total`` the records of the slices started so far.
+
+        Args:
+            start: window start, inclusive. Aware datetimes are taken as they are; naive
+                ones are read in ``server_timezone`` (refused when none is set).
+            end: window end, inclusive, likewise (any length: cut into 31-day slices).
+            page_size: records per request, 1..100 (default 100).
+            concurrency: requests in flight at most, per slice (default 8).
+            ordered: hand pages out in order (default ``True``).
+            limit: stop after this many records (default ``None``: all).
+            resume_from: a ``StreamCursor`` or its string from a stream of the same
+                window, to go on exactly where it stopped (default ``None``).
+            on_progress: called with ``stream.progress`` after every page (default
+                ``None``).
+            clamp_start: a ``start`` further back than the vendor's two months is moved
+                up to one day after the oldest allowed time instead of refused (default
+                ``False``).
 
         Returns:
             A ``CallRecordPageStream`` of ``Page[CallRecord]``.
+
+        Raises:
+            TypeError: an argument of the wrong type (at once, before any request).
+            ValueError: ``end`` before ``start``; a naive time without
+                ``server_timezone``; a ``start`` older than two months (without
+                ``clamp_start``); a number out of range; a ``resume_from`` of another
+                window (at once).
+            ItnioError: while iterating, a fault of the vendor or the network; it carries
+                ``resume_from`` to go on from.
         """
         pages, progress = self._call_record_stream(
             start,
