@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from itnio_async import MAX_PAGE_SIZE, CallRecord, GroupCallDetail
+from itnio_async import DEFAULT_RATE_LIMIT, MAX_PAGE_SIZE, CallRecord, GroupCallDetail
 
 from ._commands import (
     DEMO_API_KEY,
@@ -192,7 +192,8 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
         "--rate-limit",
         type=_rate_arg,
         metavar="RPS",
-        help="requests per second at most; 0 or 'none' for no limit",
+        help=f"requests per second at most; 0 or 'none' for no limit (default: "
+        f"{DEFAULT_RATE_LIMIT:g}; {DEMO_RATE_LIMIT:g} with --demo)",
     )
     add(
         "--max-retries",
@@ -256,7 +257,8 @@ def register(commands: Any, epilog: str) -> None:
         "show",
         help="print one task's details as JSON",
         description="Print one group-call task's details (GET /voice/group/call/detail) as "
-        "one JSON object: the vendor's field names and values, times as it sent them.",
+        "one JSON object: GroupCallDetail's fields (country_code is the vendor's code), "
+        "status with its status_name, times in ISO 8601, and undocumented fields in extra.",
         epilog=epilog,
         formatter_class=formatter,
     )
