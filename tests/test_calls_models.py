@@ -270,11 +270,10 @@ def test_the_call_record_hook_reads_every_field_of_the_model() -> None:
     names = wire_names(CallRecord)
     assert set(names.values()) <= set(CALL)
     record = make_converter().structure(CALL, CallRecord)
-    built = CallRecord(
-        **{
-            name: (datetime.fromisoformat(CALL[wire]) if name.endswith("_time") else CALL[wire])
-            for name, wire in names.items()
-        }
-    )
+    fields: dict[str, Any] = {
+        name: (datetime.fromisoformat(CALL[wire]) if name.endswith("_time") else CALL[wire])
+        for name, wire in names.items()
+    }
+    built = CallRecord(**fields)
     assert record == built
     assert [f.name for f in attrs.fields(CallRecord)] == [*names, "extra"]

@@ -7,9 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,12 +23,12 @@ from itnio_async import (
     AsyncVoiceClient,
     CallRecord,
     InvalidParameterError,
-    ItnioError,
     StreamCursor,
     StreamProgress,
 )
 from itnio_async.testing import CallLog, Dataset, FakeVendor, Fault, FaultPlan, call_account
 
+from .conftest import run_virtual
 from .test_stream import make_client, no_other_tasks, virtual
 
 PLUS8 = timezone(timedelta(hours=8))
@@ -480,7 +485,6 @@ def test_bodies_carry_iso_times_with_the_server_offset() -> None:
     for body in bodies:
         assert body["params"]["strTime"].endswith("+08:00")
         assert body["params"]["endTime"].endswith("+08:00")
-        assert ItnioError  # the error tree is the one imported above
 
 
 def test_a_vendor_in_another_order_falls_back_to_offsets_per_slice_and_still_resumes() -> None:
@@ -513,3 +517,78 @@ def test_a_vendor_in_another_order_falls_back_to_offsets_per_slice_and_still_res
     assert whole == want
     assert [v for run in runs for v in run] == want
     assert "offset" in modes
+
+
+# -- flat memory across slices (in a process of its own) -------------------------------------
+
+_SPACING = 30  # seconds between synthetic calls: 150,000 of them span 52 days, two slices
+
+
+def _synthetic_calls_vendor(total: int, newest: datetime) -> Any:
+    """A lean call-record vendor (the fake keeps every call in memory, which would blur the
+    measure): call ``i`` was submitted ``30 i`` seconds before ``newest``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        current, size = body["current"], body["size"]
+        lo = datetime.fromisoformat(body["params"]["strTime"])
+        hi = datetime.fromisoformat(body["params"]["endTime"])
+        first_i = max(0, -(-int((newest - hi).total_seconds()) // _SPACING))
+        last_i = min(total - 1, int((newest - lo).total_seconds()) // _SPACING)
+        count = max(0, last_i - first_i + 1)
+        first = first_i + (current - 1) * size
+        records = [
+            {
+                "voiceId": f"v{i}",
+                "callee": "861380000",
+                "submitTime": (newest - timedelta(seconds=_SPACING * i)).isoformat(),
+                "callDuration": 12,
+                "terminationCode": "200",
+                "cost": "0.01",
+            }
+            for i in range(first, min(first + size, first_i + count))
+        ]
+        data = {"records": records, "total": count, "size": size, "current": current}
+        data["pages"] = -(-count // size)
+        return httpx.Response(200, json={"status": "0", "reason": "success", "data": data})
+
+    return handler
+
+
+def _call_memory_peaks() -> tuple[tuple[int, int], tuple[int, int]]:
+    """Calls streamed and the traced peak, for 50,000 and for 150,000 calls."""
+    newest = NOW - timedelta(days=1)
+    start = NOW - timedelta(days=58)
+
+    async def peak_of(total: int) -> tuple[int, int]:
+        transport = httpx.MockTransport(_synthetic_calls_vendor(total, newest))
+        async with AsyncVoiceClient("k", "s", transport=transport, rate_limit=None) as client:
+            tracemalloc.start()
+            count = 0
+            async for _ in client.iter_call_records(start, newest, concurrency=4):
+                count += 1
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        return count, peak
+
+    async def main() -> tuple[tuple[int, int], tuple[int, int]]:
+        await peak_of(2_000)  # warm every code path once
+        return await peak_of(50_000), await peak_of(150_000)
+
+    return run_virtual(main)
+
+
+def test_streaming_memory_is_flat_in_the_size_of_the_result_across_slices() -> None:
+    script = (
+        "import json\n"
+        "from tests.test_calls_stream import _call_memory_peaks\n"
+        "print(json.dumps(_call_memory_peaks()))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=110
+    )
+    assert done.returncode == 0, done.stderr
+    (small_count, small), (large_count, large) = json.loads(done.stdout.splitlines()[-1])
+    assert (small_count, large_count) == (50_000, 150_000)
+    assert large < 1.25 * small, (small, large)
