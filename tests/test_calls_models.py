@@ -277,3 +277,25 @@ def test_the_call_record_hook_reads_every_field_of_the_model() -> None:
     built = CallRecord(**fields)
     assert record == built
     assert [f.name for f in attrs.fields(CallRecord)] == [*names, "extra"]
+
+
+@pytest.mark.parametrize(
+    "drop", [(), ("settleRate",), ("answerTime",), ("currency", "settlePay"), ("callee",)]
+)
+def test_an_unknown_field_is_kept_whichever_documented_fields_are_missing(
+    drop: tuple[str, ...],
+) -> None:
+    # The fast path counts keys: an undocumented one must never hide behind a missing one.
+    wire = {key: value for key, value in CALL.items() if key not in drop} | {"newField": 7}
+    record = make_converter().structure(wire, CallRecord)
+    assert dict(record.extra) == {"newField": 7}
+    nulls = {key: value for key, value in CALL.items() if key not in drop} | {"settleRate": None}
+    assert make_converter().structure(nulls, CallRecord).extra == {}
+
+
+def test_the_fast_and_the_generated_call_record_hooks_agree() -> None:
+    converter = make_converter(PLUS8)
+    full = converter.structure(CALL, CallRecord)
+    # Without answerTime (not null: absent) the record takes cattrs' generated hook.
+    partial = converter.structure({k: v for k, v in CALL.items() if k != "answerTime"}, CallRecord)
+    assert attrs.evolve(partial, answer_time=full.answer_time) == full
