@@ -31,10 +31,13 @@ from typing import Any, Final
 # Run as a script: the helper modules sit beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _calls_cases import CALL_CASES
 from _cases import CASES, Settings, paging
 from _report import Figure, format_table
 
 _RESULTS: Final = Path(__file__).resolve().parent / "results" / "latest.json"
+# The call-record cases, after the task stream's.
+CASES.update(CALL_CASES)
 #: Distributions whose versions (or absence) the results record: the library, its
 #: dependencies, the fake's server, and optional packages httpx/httpcore react to.
 _DISTRIBUTIONS: Final = (

@@ -10,6 +10,7 @@ task in a window, each exactly once and in order::
 
 import logging
 
+from ._call_records import CallRecordPageStream, CallRecordStream
 from ._client import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
@@ -38,7 +39,7 @@ from ._errors import (
 from ._group_calls import GroupCallPageStream, GroupCallStream
 from ._hooks import AttemptEvent, ClientHooks, PageEvent, RetryEvent
 from ._limiter import LocalRateLimiter, RateLimiter
-from ._models import GroupCallRecord, GroupCallStatus, Page
+from ._models import CallRecord, GroupCallDetail, GroupCallRecord, GroupCallStatus, Page
 from ._paging import PagingMode, Range, StreamCursor
 from ._query import MAX_PAGE_SIZE
 from ._records import RECORD_COLUMNS, parse_time, record_row
@@ -76,6 +77,8 @@ __all__ = [
     # data
     "GroupCallRecord",
     "GroupCallStatus",
+    "GroupCallDetail",
+    "CallRecord",
     "Page",
     "MAX_PAGE_SIZE",
     "record_row",
@@ -86,6 +89,8 @@ __all__ = [
     "Shard",
     "GroupCallStream",
     "GroupCallPageStream",
+    "CallRecordStream",
+    "CallRecordPageStream",
     "StreamProgress",
     "StreamCursor",
     "Range",

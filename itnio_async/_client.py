@@ -12,19 +12,27 @@ import enum
 import json
 import logging
 import math
+import urllib.parse
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Final, Self
 
 import httpx
 
+from ._call_query import CallRecordQuery
+from ._call_records import (
+    CallRecordPageStream,
+    CallRecordStream,
+    call_record_options,
+    call_record_pages,
+)
 from ._converter import make_converter
 from ._errors import ClientStateError, MalformedResponseError
 from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
 from ._hooks import CallTally, ClientHooks, PageEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
-from ._models import GroupCallRecord, GroupCallStatus, Page
+from ._models import CallRecord, GroupCallDetail, GroupCallRecord, GroupCallStatus, Page
 from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
@@ -39,7 +47,7 @@ from ._settings import (
     env_value,
 )
 from ._signing import Credentials, ServerClock, check_credential
-from ._stream import ProgressCallback, StreamOptions
+from ._stream import ProgressCallback, StreamOptions, StreamProgress
 
 logger = logging.getLogger("itnio_async")
 
@@ -60,6 +68,9 @@ DEFAULT_MAX_CONNECTIONS: Final = 32
 DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 GROUP_CALL_QUERY_PATH: Final = "/voice/group/call/query"
+GROUP_CALL_DETAIL_PATH: Final = "/voice/group/call/detail/"
+CALL_RECORD_QUERY_PATH: Final = "/voice/recordGroupQuery"
+CALL_RECORD_PATH: Final = "/voice/recordGroup/"
 
 _DEFAULT_RETRY: Final = RetryPolicy()
 
@@ -673,3 +684,332 @@ class AsyncVoiceClient:
                 status_code=200,
                 body=json.dumps(envelope.data)[:500],
             ) from exc
+
+    def _structure(self, data: object, cls: Any) -> Any:
+        """``data`` as ``cls``; a reply that does not fit is a ``MalformedResponseError``."""
+        try:
+            return self._converter.structure(data, cls)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"unexpected 'data': {type(exc).__name__}: {exc}",
+                status_code=200,
+                body=json.dumps(data)[:500],
+            ) from exc
+
+    # -- a task's details and the calls it made ------------------------------------------
+
+    async def get_group_call(self, job_id: int) -> GroupCallDetail:
+        """Fetch one group-call task in full (``GET /voice/group/call/detail/{id}``).
+
+        Signed, rate-limited and retried like every request.
+
+        Args:
+            job_id: the task's id (``GroupCallRecord.job_id``), an ``int`` >= 1.
+
+        Returns:
+            The task's ``GroupCallDetail``: every documented field (any may be ``None``),
+            undocumented ones in ``extra``; ``country_code`` is the task's country.
+
+        Raises:
+            TypeError: ``job_id`` is not an ``int`` (a ``bool`` neither).
+            ValueError: ``job_id`` is below 1.
+            ItnioAPIError: the vendor refused (its subclasses by code; an unknown task is
+                typically ``-24``, "data does not exist").
+            MalformedResponseError: the reply is not a task.
+            ItnioError: any other fault of the vendor, the network or the client's state.
+        """
+        job_id = check_positive_int("job_id", job_id)
+        self._bind_loop()
+        envelope = await self._sender.call(f"{GROUP_CALL_DETAIL_PATH}{job_id}", None, method="GET")
+        detail: GroupCallDetail = self._structure(envelope.data, GroupCallDetail)
+        if detail.job_id != job_id:
+            raise MalformedResponseError(
+                f"asked for task {job_id}, the reply is task {detail.job_id}",
+                status_code=200,
+                body="",
+            )
+        return detail
+
+    async def get_call_record(self, voice_id: str) -> CallRecord:
+        """Fetch one call record by its id (``GET /voice/recordGroup/{voiceId}``).
+
+        The vendor keeps call records for the last two months only.
+
+        Args:
+            voice_id: the call's id (``CallRecord.voice_id``), a non-empty ``str``; it is
+                percent-encoded into the path.
+
+        Returns:
+            The ``CallRecord``, its times aware.
+
+        Raises:
+            TypeError: ``voice_id`` is not a ``str``.
+            ValueError: ``voice_id`` is empty, or holds a control character or whitespace.
+            ItnioAPIError: the vendor refused (its subclasses by code; an unknown or
+                expired call is typically ``-24``).
+            MalformedResponseError: the reply is not a call record, or another one.
+            ItnioError: any other fault of the vendor, the network or the client's state.
+        """
+        voice_id = _check_voice_id(voice_id)
+        self._bind_loop()
+        path = CALL_RECORD_PATH + urllib.parse.quote(voice_id, safe="")
+        envelope = await self._sender.call(path, None, method="GET")
+        record: CallRecord = self._structure(envelope.data, CallRecord)
+        if record.voice_id != voice_id:
+            raise MalformedResponseError(
+                f"asked for call {voice_id!r}, the reply is call {record.voice_id!r}",
+                status_code=200,
+                body="",
+            )
+        return record
+
+    async def query_call_records(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        page: int = 1,
+        size: int = 100,
+        clamp_start: bool = False,
+    ) -> Page[CallRecord]:
+        """Fetch one page of the calls submitted between ``start`` and ``end``
+        (``POST /voice/recordGroupQuery``).
+
+        Args:
+            start: window start, inclusive. Aware datetimes are taken as they are; naive
+                ones are read in ``server_timezone`` (refused when none is set).
+            end: window end, inclusive, likewise; at most 31 days after ``start`` (the
+                vendor's limit for one query: ``iter_call_records`` splits longer ones).
+            page: the page number, from 1 (default 1).
+            size: records per page, 1..100 (default 100).
+            clamp_start: a ``start`` further back than the vendor's two months is moved
+                up to one day after the oldest allowed time (so that a long stream stays
+                inside them) instead of refused (default ``False``).
+
+        Returns:
+            The vendor's ``Page`` of ``CallRecord``, in its order.
+
+        Raises:
+            TypeError: an argument of the wrong type.
+            ValueError: ``end`` before ``start``; a naive time without
+                ``server_timezone``; a window over 31 days; a ``start`` older than two
+                months (without ``clamp_start``); ``page`` or ``size`` out of range.
+            ItnioError: a fault of the vendor, the network or the client's state (see
+                the README's error tree).
+        """
+        query = self._call_query(start, end, clamp_start, single=True)
+        page, size = check_page(page, size)
+        return await self._fetch_call_page(query, page, size)
+
+    def iter_call_records(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        page_size: int = 100,
+        concurrency: int = 8,
+        ordered: bool = True,
+        limit: int | None = None,
+        resume_from: StreamCursor | str | None = None,
+        on_progress: ProgressCallback | None = None,
+        clamp_start: bool = False,
+    ) -> CallRecordStream:
+        """Stream every call submitted in the window, exactly once, fetching concurrently.
+
+        Records come newest first by ``submit_time``. A window over 31 days is cut into
+        consecutive slices of at most 31 days, streamed one after another as one stream
+        with one cursor. The end is frozen at the vendor's current time when the stream
+        starts, so calls made meanwhile cannot shift it. Every argument is checked before
+        any request.
+
+        Args:
+            start: window start, inclusive. Aware datetimes are taken as they are; naive
+                ones are read in ``server_timezone`` (refused when none is set).
+            end: window end, inclusive, likewise (any length).
+            page_size: records per request, 1..100 (default 100).
+            concurrency: requests in flight at most, per slice (default 8).
+            ordered: hand records out in order (default ``True``); ``False`` lets a
+                slow page not hold back the others, within a slice.
+            limit: stop after this many records (default ``None``: all).
+            resume_from: a ``StreamCursor`` or its string, from
+                ``stream.progress.resume_from`` or ``error.resume_from`` of a stream of the
+                same window: go on exactly where it stopped, across slices (default
+                ``None``).
+            on_progress: called with ``stream.progress`` after every page (default
+                ``None``).
+            clamp_start: a ``start`` further back than the vendor's two months is moved
+                up to one day after the oldest allowed time (so that a long stream stays
+                inside them) instead of refused (default ``False``).
+
+        Returns:
+            A ``CallRecordStream``: ``async for`` it; ``aclose()`` (or leave the loop) to
+            stop it and every request in flight.
+
+        Raises:
+            TypeError: an argument of the wrong type (at once, before any request).
+            ValueError: ``end`` before ``start``; a naive time without
+                ``server_timezone``; a ``start`` older than two months (without
+                ``clamp_start``); a number out of range; a ``resume_from`` of another
+                window (at once).
+            ItnioError: while iterating, a fault of the vendor or the network; it carries
+                ``resume_from`` to go on from.
+        """
+        pages, progress = self._call_record_stream(
+            start,
+            end,
+            page_size,
+            concurrency,
+            ordered,
+            limit,
+            resume_from,
+            on_progress,
+            clamp_start,
+        )
+        return CallRecordStream(pages, progress)
+
+    def iter_call_record_pages(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        page_size: int = 100,
+        concurrency: int = 8,
+        ordered: bool = True,
+        limit: int | None = None,
+        resume_from: StreamCursor | str | None = None,
+        on_progress: ProgressCallback | None = None,
+        clamp_start: bool = False,
+    ) -> CallRecordPageStream:
+        """Like ``iter_call_records`` but yields ``Page``s, for jobs that checkpoint:
+        after each page, ``stream.progress.resume_from`` is the cursor to save.
+
+        A page's ``current`` counts the pages handed out across every slice, from 1, and
+        its ``total`` the records of the slices started so far.
+
+        Args:
+            start: window start, inclusive. Aware datetimes are taken as they are; naive
+                ones are read in ``server_timezone`` (refused when none is set).
+            end: window end, inclusive, likewise (any length: cut into 31-day slices).
+            page_size: records per request, 1..100 (default 100).
+            concurrency: requests in flight at most, per slice (default 8).
+            ordered: hand pages out in order (default ``True``).
+            limit: stop after this many records (default ``None``: all).
+            resume_from: a ``StreamCursor`` or its string from a stream of the same
+                window, to go on exactly where it stopped (default ``None``).
+            on_progress: called with ``stream.progress`` after every page (default
+                ``None``).
+            clamp_start: a ``start`` further back than the vendor's two months is moved
+                up to one day after the oldest allowed time instead of refused (default
+                ``False``).
+
+        Returns:
+            A ``CallRecordPageStream`` of ``Page[CallRecord]``.
+
+        Raises:
+            TypeError: an argument of the wrong type (at once, before any request).
+            ValueError: ``end`` before ``start``; a naive time without
+                ``server_timezone``; a ``start`` older than two months (without
+                ``clamp_start``); a number out of range; a ``resume_from`` of another
+                window (at once).
+            ItnioError: while iterating, a fault of the vendor or the network; it carries
+                ``resume_from`` to go on from.
+        """
+        pages, progress = self._call_record_stream(
+            start,
+            end,
+            page_size,
+            concurrency,
+            ordered,
+            limit,
+            resume_from,
+            on_progress,
+            clamp_start,
+        )
+        return CallRecordPageStream(pages, progress)
+
+    def _call_query(
+        self, start: object, end: object, clamp_start: object, *, single: bool = False
+    ) -> CallRecordQuery:
+        now = datetime.fromtimestamp(int(self._clock.now()), tz=UTC).replace(tzinfo=None)
+        return CallRecordQuery.build(
+            start,
+            end,
+            now=now,
+            server_timezone=self._server_timezone,
+            clamp_start=clamp_start,
+            single=single,
+        )
+
+    def _call_record_stream(
+        self,
+        start: object,
+        end: object,
+        page_size: object,
+        concurrency: object,
+        ordered: object,
+        limit: object,
+        resume_from: object,
+        on_progress: object,
+        clamp_start: object,
+    ) -> tuple[AsyncGenerator[Page[CallRecord], None], StreamProgress]:
+        query = self._call_query(start, end, clamp_start)
+        requested_end = query.end
+        if isinstance(resume_from, str):
+            resume_from = StreamCursor.from_string(resume_from)
+        if isinstance(resume_from, StreamCursor):
+            if clamp_start is True and query.start < resume_from.start:
+                # Clamped before, to the then oldest time: the cursor's start stands.
+                query = self._call_query(resume_from.start, query.end, False)
+            if resume_from.requested_end == requested_end:
+                query = query.with_window(query.start, resume_from.end)
+        else:
+            # Calls made after this second cannot enter the window (see the README).
+            now = datetime.fromtimestamp(int(self._clock.now()), tz=UTC).replace(tzinfo=None)
+            frozen = now - timedelta(seconds=1)
+            if query.end > frozen:
+                query = query.with_window(query.start, max(frozen, query.start))
+        options = call_record_options(
+            query,
+            page_size=page_size,
+            concurrency=concurrency,
+            ordered=ordered,
+            limit=limit,
+            resume_from=resume_from,
+            on_progress=on_progress,
+        )
+
+        async def fetch(
+            lo: datetime, hi: datetime, page: int, size: int, tally: CallTally
+        ) -> Page[CallRecord]:
+            return await self._fetch_call_page(query.with_window(lo, hi), page, size, tally)
+
+        hooks = self._hooks
+        on_page = None
+        if hooks is not None:
+
+            def on_page(event: PageEvent) -> None:
+                call_hook(hooks, "on_page", event)
+
+        progress = StreamProgress()
+        progress.resume_from = options.resume_from
+        pages = call_record_pages(
+            query, fetch, options, progress, requested_end=requested_end, on_page=on_page
+        )
+        return pages, progress
+
+    async def _fetch_call_page(
+        self, query: CallRecordQuery, page: int, size: int, tally: CallTally | None = None
+    ) -> Page[CallRecord]:
+        """One page of a checked call-record query, through the send path."""
+        self._bind_loop()
+        envelope = await self._sender.call(CALL_RECORD_QUERY_PATH, query.body(page, size), tally)
+        page_of: Page[CallRecord] = self._structure(envelope.data, Page[CallRecord])
+        return page_of
+
+
+def _check_voice_id(voice_id: object) -> str:
+    if not isinstance(voice_id, str):
+        raise TypeError(f"voice_id must be a str, got {type(voice_id).__name__}")
+    if not voice_id or not voice_id.isprintable() or any(c.isspace() for c in voice_id):
+        raise ValueError(f"voice_id must be a non-empty id without spaces, got {voice_id!r}")
+    return voice_id

@@ -8,12 +8,14 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Generic, TypeVar
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
 import attrs
 
-__all__ = ["GroupCallRecord", "GroupCallStatus", "Page"]
+__all__ = ["CallRecord", "GroupCallDetail", "GroupCallRecord", "GroupCallStatus", "Page"]
 
 T = TypeVar("T")
 
@@ -172,3 +174,160 @@ class Page(Generic[T]):
     current: int
     #: Pages in the whole result.
     pages: int
+
+
+#: The ``extra`` of a record that carried no undocumented field.
+NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
+def _extra_field() -> Any:
+    # Compared, but not hashed (a mapping has no hash) and not in the repr (it can be long).
+    return attrs.field(default=NO_EXTRA, hash=False, repr=False, kw_only=True)
+
+
+@attrs.frozen(slots=True)
+class GroupCallDetail:
+    """One group-call task in full, as ``GET /voice/group/call/detail/{id}`` returns it.
+
+    Only ``job_id`` is required: the vendor documents the rest "among others" and any of
+    them may be null, so each is ``None`` when missing or null. Times without a zone
+    (``LocalDateTime``) are naive, or aware in the client's ``server_timezone``.
+    Fields the vendor adds later are kept, by their wire names, in ``extra``.
+    """
+
+    #: Task id (``jobId``).
+    job_id: int
+    #: Task name (``taskName``).
+    task_name: str | None = None
+    #: Task state (``status``); may be an unknown, future value.
+    status: GroupCallStatus | None = None
+    #: Call progress as the vendor formats it (``rate``).
+    rate: str | None = None
+    #: Numbers in the task (``numCnt``).
+    num_cnt: int | None = None
+    #: Calls made so far (``callNum``).
+    call_num: int | None = None
+    #: Successful calls (``success``).
+    success: int | None = None
+    #: Failed calls (``fail``).
+    fail: int | None = None
+    #: Submission time (``createdTime``).
+    created_time: datetime | None = None
+    #: Caller id shown to the callee (``displayNum``).
+    display_num: str | None = None
+    #: Text-to-speech text (``text``).
+    text: str | None = None
+    #: Charged length (``chargeLen``).
+    charge_len: int | None = None
+    #: Calls transferred to a seat (``toseatNum``).
+    toseat_num: int | None = None
+    #: Success rate as the vendor formats it (``successRate``).
+    success_rate: str | None = None
+    #: Transfer-to-seat rate (``toseatNumRate``).
+    toseat_num_rate: str | None = None
+    #: Send time (``sendTime``).
+    send_time: datetime | None = None
+    #: Last modification time (``mdfTime``).
+    mdf_time: datetime | None = None
+    #: Finish time (``finishTime``).
+    finish_time: datetime | None = None
+    #: Application id (``appId``).
+    app_id: str | None = None
+    #: Where the voice came from (``source``): 1 an uploaded file, 2 a re-uploaded voice
+    #: file, 3 text-to-speech; other values are kept as they are.
+    source: int | None = None
+    #: Voice file id (``voiceFileId``).
+    voice_file_id: str | None = None
+    #: Call-out rate (``calloutRate``).
+    callout_rate: int | None = None
+    #: Calls where the callee pressed a key (``keyFeedbackNum``).
+    key_feedback_num: int | None = None
+    #: Uploaded file's name (``uploadName``).
+    upload_name: str | None = None
+    #: Base file (``baseFile``).
+    base_file: str | None = None
+    #: Lost calls (``callLossNum``).
+    call_loss_num: int | None = None
+    #: Total call duration, seconds (``callDuration``).
+    call_duration: int | None = None
+    #: Lost-call rate (``callLossNumRate``).
+    call_loss_num_rate: str | None = None
+    #: The task's **country code** (``code`` inside ``data``; not a status code).
+    country_code: str | None = None
+    #: Most concurrent calls (``maxCalls``).
+    max_calls: int | None = None
+    #: Times the numbers are called over (``loopCount``).
+    loop_count: int | None = None
+    #: Language (``lan``).
+    lan: str | None = None
+    #: All calls transferred to a seat (``allCallToseatNum``).
+    all_call_toseat_num: int | None = None
+    #: Calls in all (``callTotal``).
+    call_total: int | None = None
+    #: Average call duration (``acd``), seconds.
+    acd: float | None = None
+    #: Undocumented fields, by their wire names, with their JSON values.
+    extra: Mapping[str, Any] = _extra_field()
+
+
+@attrs.frozen(slots=True)
+class CallRecord:
+    """One call a group-call task made (``/voice/recordGroupQuery``, ``/voice/recordGroup``).
+
+    Only ``voice_id`` is required; any other field is ``None`` when missing or null. Times
+    are aware: as the vendor sent them (ISO 8601 with an offset), converted to the client's
+    ``server_timezone`` when one is set. Amounts are strings, exactly as the vendor wrote
+    them (use ``decimal.Decimal`` to compute with them). The four settlement fields come
+    only when the quoted currency is not USD. Undocumented fields are kept in ``extra``.
+    """
+
+    #: Call id (``voiceId``), unique.
+    voice_id: str
+    #: The number called (``callee``).
+    callee: str | None = None
+    #: Caller id shown (``displayNum``).
+    display_num: str | None = None
+    #: The operator's area (``code``).
+    area_code: str | None = None
+    #: When the call was submitted (``submitTime``); the stream's order and window.
+    submit_time: datetime | None = None
+    #: When it was dialled (``callTime``).
+    call_time: datetime | None = None
+    #: When it started ringing (``ringingTime``).
+    ringing_time: datetime | None = None
+    #: When it was answered (``answerTime``).
+    answer_time: datetime | None = None
+    #: When it hung up (``hangupTime``).
+    hangup_time: datetime | None = None
+    #: Call duration, seconds (``callDuration``).
+    call_duration: int | None = None
+    #: Charged duration, seconds (``chargedDuration``).
+    charged_duration: int | None = None
+    #: The SIP result (``terminationCode``): ``"200"`` is a call established.
+    termination_code: str | None = None
+    #: The SIP result in words (``terminationReason``).
+    termination_reason: str | None = None
+    #: What the call cost (``cost``), in the quoted currency.
+    cost: str | None = None
+    #: Billing increments (``billPeriod``, e.g. ``"20+20"``, ``"60+60"``).
+    bill_period: str | None = None
+    #: The rate (``rate``).
+    rate: str | None = None
+    #: The cost in USD (``baseCost``).
+    base_cost: str | None = None
+    #: Voice file id (``voiceFileId``).
+    voice_file_id: str | None = None
+    #: The key the callee pressed (``feedbackValue``); ``"-1"`` for none.
+    feedback_value: str | None = None
+    #: About the callee (``calledInfo``).
+    called_info: str | None = None
+    #: Settlement rate (``settleRate``), when the currency is not USD.
+    settle_rate: str | None = None
+    #: Exchange rate quoted (``quoteExchange``), when the currency is not USD.
+    quote_exchange: str | None = None
+    #: Settled amount (``settlePay``), when the currency is not USD.
+    settle_pay: str | None = None
+    #: The quoted currency (``currency``), when it is not USD.
+    currency: str | None = None
+    #: Undocumented fields, by their wire names, with their JSON values.
+    extra: Mapping[str, Any] = _extra_field()

@@ -196,7 +196,8 @@ class StreamCursor:
     filters: str
     #: How the stream pages.
     mode: PagingMode
-    #: Cursor mode: what is left, newest first.
+    #: Cursor mode: what is left, newest first. Offset mode: what is left after the
+    #: window being paged (a stream over consecutive windows, such as call records').
     ranges: tuple[Range, ...] = ()
     #: Offset mode: the first page not yet handed out, and the page size.
     page: int = 1
@@ -219,11 +220,11 @@ class StreamCursor:
             "f": self.filters,
             "m": self.mode.value,
         }
-        if self.mode is PagingMode.CURSOR:
+        if self.mode is PagingMode.CURSOR or self.ranges:
             payload["g"] = [
                 [_wire_time(r.lo), _wire_time(r.top), sorted(r.seen, key=repr)] for r in self.ranges
             ]
-        else:
+        if self.mode is PagingMode.OFFSET:
             payload["p"] = self.page
             payload["z"] = self.page_size
             payload["x"] = sorted(self.exclude, key=repr)
@@ -255,7 +256,7 @@ class StreamCursor:
             data = json.loads(raw)
             mode = PagingMode(data["m"])
             ranges: tuple[Range, ...] = ()
-            if mode is PagingMode.CURSOR:
+            if mode is PagingMode.CURSOR or "g" in data:
                 ranges = tuple(
                     Range(_parse_time(lo), _parse_time(top), frozenset(_ids(seen)))
                     for lo, top, seen in data["g"]
@@ -388,6 +389,8 @@ class _Slice(Generic[T]):
     frontier: bool = False
     #: Set while one crowded second is paged by offset.
     second: _Second | None = None
+    #: A limit cut its records short: what it fetched past the limit is still to do.
+    cut: bool = False
 
     @classmethod
     def new(cls, lo: datetime, top: datetime, seen: frozenset[Hashable] = frozenset()) -> _Slice[T]:
@@ -500,7 +503,7 @@ class CursorPlan(Generic[T]):
         """What is left, newest first: adjacent untouched slices are merged."""
         out: list[Range] = []
         for s in self._slices:
-            if s.finished:
+            if s.finished and not s.cut:
                 continue
             if out and s.untouched and s.top == out[-1].lo - _SECOND:
                 out[-1] = Range(s.lo, out[-1].top, out[-1].seen)
@@ -583,6 +586,7 @@ class CursorPlan(Generic[T]):
             ready = s.ready.popleft()
             records = ready.records
             if self._remaining is not None and len(records) >= self._remaining:
+                s.cut = len(records) > self._remaining
                 records = records[: self._remaining]
                 pairs = zip(ready.times, map(self._id_of, records), strict=False)
                 ready.after = _advance(*ready.before, pairs)

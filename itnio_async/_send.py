@@ -64,10 +64,12 @@ class _Attempt:
 
     path: str
     url: httpx.URL
-    content: bytes
+    content: bytes | None
     number: int
     #: Loop time the attempt started, then the time it was sent.
     started: float
+    #: ``POST`` (with ``content``) or ``GET`` (none).
+    method: str = "POST"
     slot_wait: float = 0.0
     limiter_wait: float = 0.0
     status_code: int | None = None
@@ -139,9 +141,15 @@ class Sender:
     # -- 1. retry -------------------------------------------------------------------------
 
     async def call(
-        self, path: str, payload: dict[str, Any], tally: CallTally | None = None
+        self,
+        path: str,
+        payload: dict[str, Any] | None,
+        tally: CallTally | None = None,
+        *,
+        method: str = "POST",
     ) -> Envelope:
-        """POST ``payload`` to ``path`` with retries; return the successful envelope.
+        """POST ``payload`` to ``path`` (or ``GET`` it, with no body) with retries; return
+        the successful envelope. Both are signed and retried alike.
 
         The first attempt goes straight out. Only when it fails does a tenacity loop start,
         and it replays that failure as its own attempt 1, so that the waits, the hooks, the
@@ -149,16 +157,25 @@ class Sender:
         (nearly every call) so skips tenacity's machinery: some 11 us, a tenth of the cost
         of a call (see the client overhead case of ``benchmarks/``).
         """
-        content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        url = self._urls.get(path) or self._urls.setdefault(path, self._endpoint(path))
+        content = (
+            None
+            if payload is None
+            else json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        )
+        url = self._urls.get(path)
+        if url is None:
+            url = self._endpoint(path)
+            if method == "POST":  # a GET's path names one record: not kept, memory stays flat
+                self._urls[path] = url
         started = time.monotonic()  # tenacity's clock, which its deadline is measured on
         try:
-            return await self._attempt(_Attempt(path, url, content, 1, self._time()), tally)
+            job = _Attempt(path, url, content, 1, self._time(), method)
+            return await self._attempt(job, tally)
         except ItnioError as exc:
             first = exc
 
         def before_sleep(state: RetryCallState) -> None:
-            self._before_retry(path, state)
+            self._before_retry(method, path, state)
 
         number = 1
         retrying = self._retry.retrying(sleep=self.retry_sleep, before_sleep=before_sleep)
@@ -169,7 +186,7 @@ class Sender:
                     if number == 1:
                         attempt.retry_state.start_time = started
                         raise first
-                    job = _Attempt(path, url, content, number, self._time())
+                    job = _Attempt(path, url, content, number, self._time(), method)
                     return await self._attempt(job, tally)
         except ItnioError as exc:
             exc.attempts = number
@@ -182,13 +199,14 @@ class Sender:
         base = self._base_url
         return base.copy_with(raw_path=base.raw_path.rstrip(b"/") + path.encode("ascii"))
 
-    def _before_retry(self, path: str, state: RetryCallState) -> None:
+    def _before_retry(self, method: str, path: str, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if self._hooks is not None and exc is not None:
             event = RetryEvent(path, state.attempt_number, outcome_label(exc), state.upcoming_sleep)
             call_hook(self._hooks, "on_retry", event)
         logger.warning(
-            "retrying POST %s in %.2fs (attempt %d failed: %s)",
+            "retrying %s %s in %.2fs (attempt %d failed: %s)",
+            method,
             path,
             state.upcoming_sleep,
             state.attempt_number,
@@ -221,7 +239,8 @@ class Sender:
         if outcome is None:
             return
         logger.debug(
-            "POST %s attempt=%d http=%s outcome=%s clock_offset=%.3fs",
+            "%s %s attempt=%d http=%s outcome=%s clock_offset=%.3fs",
+            job.method,
             job.path,
             job.number,
             job.status_code,
@@ -274,7 +293,9 @@ class Sender:
     # -- 6. transport ---------------------------------------------------------------------
 
     async def _exchange(self, job: _Attempt, headers: dict[str, str]) -> RawReply:
-        request = self._http.build_request("POST", job.url, content=job.content, headers=headers)
+        request = self._http.build_request(
+            job.method, job.url, content=job.content, headers=headers
+        )
         job.sent_at = self._clock.wall()
         try:
             # One deadline for the whole attempt: httpx's timeouts bound each read, so a
@@ -292,15 +313,17 @@ class Sender:
                     "the client was closed while the request was in flight"
                 ) from None
             raise ItnioTimeoutError(
-                f"POST {job.path} took longer than its {self._deadline:g}s deadline"
+                f"{job.method} {job.path} took longer than its {self._deadline:g}s deadline"
             ) from exc
         except httpx.TimeoutException as exc:
             # The whole URL (never with credentials: the base URL refuses them), so that a
             # wrong ITNIO_BASE_URL shows in the message.
-            raise ItnioTimeoutError(f"POST {job.url} timed out: {type(exc).__name__}") from exc
+            raise ItnioTimeoutError(
+                f"{job.method} {job.url} timed out: {type(exc).__name__}"
+            ) from exc
         except httpx.RequestError as exc:
             raise ItnioTransportError(
-                f"POST {job.url} failed: {type(exc).__name__}: {exc}"
+                f"{job.method} {job.url} failed: {type(exc).__name__}: {exc}"
             ) from exc
         job.received_at = self._clock.wall()
         return raw
@@ -358,7 +381,7 @@ class Sender:
                 f"machine's, more than the {clock.max_skew:.0f}s the client corrects: "
                 "not trusted; check this machine's clock"
             )
-            logger.warning("POST %s: %s", job.path, why)
+            logger.warning("%s %s: %s", job.method, job.path, why)
             error.add_note(why)
             return False
         before = clock.offset

@@ -1038,7 +1038,7 @@ def test_the_console_script_runs_the_cli_packages_main() -> None:
 
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "itnio-async"]
     assert script.value == "itnio_async.cli:main"
-    assert script.load() is main is commands.main
+    assert script.load() is main
 
 
 # -- the demo -------------------------------------------------------------------------------

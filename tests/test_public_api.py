@@ -37,6 +37,11 @@ EXPECTED = {
     "plan_shards",
     "Shard",
     "GroupCallPageStream",
+    # a task's details and the calls it made
+    "GroupCallDetail",
+    "CallRecord",
+    "CallRecordStream",
+    "CallRecordPageStream",
     "StreamProgress",
     "StreamCursor",
     "Range",
@@ -97,6 +102,13 @@ TESTING_EXPECTED = {
     "LiesPredicate",
     "Order",
     "ReplicaOrder",
+    # call records
+    "CallLog",
+    "FakeCall",
+    "call_account",
+    "CALL_QUERY_PATH",
+    "DETAIL_PATH_PREFIX",
+    "CALL_PATH_PREFIX",
 }
 
 CLI_EXPECTED = {"main", "demo_vendor", "demo_window", "DEMO_RATE_LIMIT"}

@@ -51,3 +51,23 @@ def test_the_same_statuses_in_another_order_resume_the_same_stream() -> None:
 
     got, expected = virtual(main)
     assert got == expected
+
+
+def test_resuming_after_a_limit_that_cut_a_fully_fetched_slice_loses_nothing() -> None:
+    # The whole window fits one page: the slice was done when the limit cut its records,
+    # and its cursor used to say "done", losing what came after the limit.
+    async def main() -> tuple[list[int], list[int]]:
+        fake = make_fake(5)
+        expected = ids(fake.expected(START, END))
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, page_size=10, limit=3)
+            got = [r.job_id async for r in stream]
+            cursor = stream.progress.resume_from
+            assert cursor is not None
+            assert not cursor.done
+            rest = client.iter_group_calls(START, END, resume_from=cursor)
+            got.extend([r.job_id async for r in rest])
+        return got, expected
+
+    got, expected = virtual(main)
+    assert got == expected

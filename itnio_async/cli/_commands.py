@@ -452,8 +452,11 @@ def _add_query_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line."""
+def build_parser(
+    register: Callable[[Any, str], None] | None = None,
+) -> argparse.ArgumentParser:
+    """The command line; ``register(subcommands, epilog)`` adds more commands (each sets
+    ``run``, the function that runs it: see ``cli._calls``)."""
     from itnio_async import __version__
 
     parser = argparse.ArgumentParser(
@@ -550,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(count, top=False)
     _add_query_options(count)
     count.set_defaults(subparser=count)
+    if register is not None:
+        register(commands, _EPILOG)
     return parser
 
 
@@ -996,15 +1001,34 @@ def _count(args: argparse.Namespace, connection: _Connection) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _run_registered(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a registered command, with the exit codes of usage errors and interruptions."""
+    try:
+        return run(args)
+    except _UsageError as exc:
+        stderr_line(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        stderr_line("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def main(
+    argv: Sequence[str] | None = None, *, register: Callable[[Any, str], None] | None = None
+) -> int:
     """Run the command line with the arguments ``argv`` (default ``None``: ``sys.argv[1:]``).
 
-    Returns the exit code (the console script exits with it; see the ``EXIT_*``
-    constants); every error is reported on stderr as one line, never raised.
+    ``register`` (default ``None``) adds commands of other modules to the parser; their
+    ``run`` function is called with the parsed arguments. Returns the exit code (the
+    console script exits with it; see the ``EXIT_*`` constants); every error is reported
+    on stderr as one line, never raised.
     """
-    parser = build_parser()
+    parser = build_parser(register)
     try:
         args = parser.parse_args(argv)
+        run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+        if run is not None:
+            return _run_registered(run, args)
         _check_args(args)
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE

@@ -4,7 +4,12 @@ Test your application against :class:`FakeVendor` instead of the real API. It is
 independent implementation of the vendor's published rules (it never imports the
 client), so it catches signing, paging and retry bugs:
 
-- only ``POST /voice/group/call/query`` is served (HTTP 404/405 elsewhere);
+- ``POST /voice/group/call/query`` is served, and beside it a task's details
+  (``GET /voice/group/call/detail/{id}``) and its calls (``POST /voice/recordGroupQuery``,
+  ``GET /voice/recordGroup/{voiceId}``, answered as ``{"status", "reason", "data"}``,
+  with ISO 8601 times, 31 days a query, the last two months only): HTTP 404/405
+  elsewhere; :func:`call_account` makes tasks with the calls that match their
+  ``callNum``, :meth:`FakeVendor.insert_calls` appends calls while a client pages;
 - ``Api-Key`` must be the fake's key and ``Sign`` the lower-case hex MD5 of
   ``api_key + api_secret + Timestamp`` (compared case-insensitively), else code -1;
 - ``Timestamp`` (unix seconds) must be within ``timestamp_tolerance`` of the fake's
@@ -65,6 +70,7 @@ gives each test a fresh fake with a small generated dataset.
 
 from __future__ import annotations
 
+from ._calls import CallLog, FakeCall, call_account
 from ._churn import Churn, ChurnEvent, ChurnKind, ChurnMode, Pick, PickWhich
 from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import DEFAULT_RANDOM_KINDS, Fault, FaultKind, FaultPlan
@@ -78,7 +84,13 @@ from ._vendor import (
     ReplicaOrder,
     RequestCallback,
 )
-from ._wire import QUERY_PATH, WIRE_TIME_FORMAT
+from ._wire import (
+    CALL_PATH_PREFIX,
+    CALL_QUERY_PATH,
+    DETAIL_PATH_PREFIX,
+    QUERY_PATH,
+    WIRE_TIME_FORMAT,
+)
 
 __all__ = [
     # the server
@@ -93,6 +105,9 @@ __all__ = [
     "Dataset",
     "FakeTask",
     "Query",
+    "CallLog",
+    "FakeCall",
+    "call_account",
     # misbehaviour
     "Fault",
     "FaultKind",
@@ -111,5 +126,8 @@ __all__ = [
     "aserve",
     # wire facts
     "QUERY_PATH",
+    "CALL_QUERY_PATH",
+    "DETAIL_PATH_PREFIX",
+    "CALL_PATH_PREFIX",
     "WIRE_TIME_FORMAT",
 ]

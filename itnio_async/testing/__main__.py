@@ -19,8 +19,9 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+from ._calls import call_account
 from ._dataset import Dataset
 from ._faults import FaultPlan
 from ._serve import base_url, bind_socket, make_server
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--code-as-string", action="store_true", help='send "code" as a string ("0")')
     add("--fault-probability", type=float, default=0.0, help="chance of a transient fault")
     add("--fault-seed", type=int, default=0, help="seed of the random faults")
+    add(
+        "--calls",
+        type=int,
+        default=0,
+        help="serve this many call records instead of --tasks: tasks of --calls-per-task "
+        "calls each (whole tasks), created over the 30 days before now (UTC)",
+    )
+    add("--calls-per-task", type=int, default=100, help="calls of each task (default: 100)")
     add("--log-level", default="warning", help="uvicorn's log level (default: warning)")
     return parser
 
@@ -71,6 +80,17 @@ def build_fake(args: argparse.Namespace) -> FakeVendor:
     dataset = Dataset.generate(
         args.tasks, seed=args.seed, start=args.start, end=args.end, app_ids=args.app_ids
     )
+    calls = None
+    if args.calls > 0:
+        per_task = max(1, args.calls_per_task)
+        now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        dataset, calls = call_account(
+            -(-args.calls // per_task),
+            seed=args.seed,
+            start=now - timedelta(days=30),
+            end=now - timedelta(hours=1),
+            calls_per_task=(per_task, per_task),
+        )
     return FakeVendor(
         args.api_key,
         args.api_secret,
@@ -83,6 +103,7 @@ def build_fake(args: argparse.Namespace) -> FakeVendor:
         latency=args.latency,
         jitter=args.jitter,
         seed=args.seed,
+        calls=calls,
     )
 
 

@@ -25,28 +25,38 @@ import math
 import time as _time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final, Literal
+from urllib.parse import unquote
 
 import attrs
 import httpx
 
 from . import _rng
+from ._calls import CallLog, FakeCall, make_call, wire_cached
 from ._dataset import Dataset, FakeTask, Order, Query
 from ._faults import Fault, FaultCursor, FaultPlan
 from ._lies import Lies
 from ._stats import FakeStats
 from ._wire import (
+    CALL_MAX_WINDOW,
+    CALL_PATH_PREFIX,
+    CALL_QUERY_PATH,
+    CALL_RETENTION_MONTHS,
     CODE_AUTH,
     CODE_MESSAGES,
+    CODE_NOT_FOUND,
     CODE_OK,
     CODE_PARAMS,
     CODE_TIMESTAMP,
+    DETAIL_PATH_PREFIX,
     JSON_CONTENT_TYPE,
     QUERY_PATH,
     dumps,
     http_date,
+    months_back,
     nginx_error_page,
+    parse_iso_time,
     parse_wire_time,
     retry_after_value,
     sign_matches,
@@ -181,6 +191,49 @@ def parse_query_body(
     )
 
 
+def _iso_field(params: dict[str, Any], name: str) -> datetime:
+    value = params.get(name)
+    if value is None:
+        raise _BadRequest(f"params.{name} is required")
+    if not isinstance(value, str):
+        raise _BadRequest(f"params.{name} must be an ISO 8601 string with an offset")
+    try:
+        return parse_iso_time(value)
+    except ValueError:
+        raise _BadRequest(
+            f"params.{name} must be ISO 8601 with an offset, got {json.dumps(value)}"
+        ) from None
+
+
+def parse_call_query_body(
+    body: dict[str, Any] | None, *, now: datetime
+) -> tuple[int, int, datetime, datetime]:
+    """Validate a call-record query as the vendor does: ``(current, size, start, end)``
+    (aware) or ``_BadRequest``. ``now`` (aware) sets the two months that can be queried."""
+    if body is None:
+        raise _BadRequest("the request body must be a JSON object")
+    current = _int_field(body, "current", "current")
+    size = _int_field(body, "size", "size")
+    if current is None or size is None:
+        raise _BadRequest("current and size cannot be passed empty")
+    if current < 1:
+        raise _BadRequest(f"current must be >= 1, got {current}")
+    if not 1 <= size <= _MAX_SIZE:
+        raise _BadRequest(f"size must be between 1 and {_MAX_SIZE}, got {size}")
+    params = body.get("params")
+    if not isinstance(params, dict):
+        raise _BadRequest("params is required and must be a JSON object")
+    start = _iso_field(params, "strTime")
+    end = _iso_field(params, "endTime")
+    if end < start:
+        raise _BadRequest("params.endTime must not be before params.strTime")
+    if end - start > CALL_MAX_WINDOW:
+        raise _BadRequest("the time between strTime and endTime cannot exceed 31 days")
+    if start < months_back(now, CALL_RETENTION_MONTHS):
+        raise _BadRequest(f"only the last {CALL_RETENTION_MONTHS} months can be queried")
+    return current, size, start, end
+
+
 class FakeTransport(httpx.AsyncBaseTransport):
     """An in-process ``httpx`` transport to a fake vendor: no sockets, same answers.
 
@@ -218,7 +271,9 @@ class FakeTransport(httpx.AsyncBaseTransport):
 
 
 class FakeVendor:
-    """An in-process fake of the vendor's ``POST /voice/group/call/query``.
+    """An in-process fake of the vendor's group-call API: ``POST /voice/group/call/query``,
+    ``GET /voice/group/call/detail/{id}``, ``POST /voice/recordGroupQuery`` and
+    ``GET /voice/recordGroup/{voiceId}``.
 
     Args:
         api_key: the one account's ``Api-Key``.
@@ -255,6 +310,17 @@ class FakeVendor:
             request's arrival number); settable.
         lies: a :class:`Lies` that bends each correct page (``None``: the truth);
             settable.
+        calls: a :class:`CallLog` of the tasks' calls (``None``: none; see
+            :func:`call_account` for tasks and calls that match). The fake mutates it.
+        status_as_number: send the call-record endpoints' ``status`` as a number
+            (``0``) instead of the documented string (``"0"``); settable.
+
+    The call-record endpoints answer ``{"status", "reason", "data"}``; their windows are
+    ISO 8601 with an offset, at most 31 days long, within the last two calendar months
+    of the fake's clock (counted in UTC), bounding ``submitTime`` at both ends (or
+    before ``endTime`` when ``end_exclusive``), newest first (or the ``order`` set).
+    Faults, rate limits, latency, ``on_request`` and ``lies`` apply to every endpoint;
+    ``replicas`` answer the task query only.
 
     ``fake.app`` (or the fake itself) is the ASGI 3 application; :meth:`transport`
     an in-process httpx transport; :func:`~itnio_async.testing.serve` serves it on
@@ -283,6 +349,8 @@ class FakeVendor:
         replicas: Iterable[Dataset | Sequence[FakeTask]] = (),
         replica_order: ReplicaOrder = "round_robin",
         lies: Lies | None = None,
+        calls: CallLog | None = None,
+        status_as_number: bool = False,
     ) -> None:
         if rate_limit is not None and rate_limit <= 0:
             raise ValueError("rate_limit must be > 0 (or None for no limit)")
@@ -318,6 +386,8 @@ class FakeVendor:
         ]
         self.replica_order: ReplicaOrder = replica_order
         self.lies = lies
+        self.calls: CallLog = calls if calls is not None else CallLog()
+        self.status_as_number = status_as_number
         self.stats = FakeStats()
         self._cursor = FaultCursor(faults)  # the fault plan and how far by_page got
         self._callbacks: list[RequestCallback] = []  # run in order before each answer
@@ -418,6 +488,42 @@ class FakeVendor:
         nothing changes)."""
         self.dataset.remove(job_ids)
 
+    def expected_calls(self, start: datetime, end: datetime) -> list[FakeCall]:
+        """Exactly what a correct client streams of the calls submitted in the window
+        (aware bounds, inclusive unless the fake is ``end_exclusive``), in the fake's
+        ``order``; reflects ``calls`` as it is now."""
+        return self.calls.select(start, end, end_exclusive=self.end_exclusive, order=self.order)
+
+    def insert_calls(
+        self, n: int, *, job_id: int, submit_time: datetime | None = None, ok: bool = True
+    ) -> list[FakeCall]:
+        """Append ``n`` calls of task ``job_id`` submitted at ``submit_time`` (aware;
+        default the server's clock now), as a running task does; the task's ``callNum``
+        (and ``success`` or ``fail``) grows with them, if the dataset holds it. Returns
+        the new calls."""
+        when = submit_time or datetime.fromtimestamp(int(self.time()), UTC)
+        first = self.calls.count_for(job_id)
+        made = [make_call(self.seed, job_id, first + i, when, ok=ok) for i in range(n)]
+        while any(self.calls.get(call.voice_id) for call in made):
+            first += n  # ids freed by removals are never reused
+            made = [make_call(self.seed, job_id, first + i, when, ok=ok) for i in range(n)]
+        self.calls.add(made)
+        task = self.dataset.get(job_id)
+        if task is not None:
+            grown = attrs.evolve(
+                task,
+                call_num=task.call_num + n,
+                success=task.success + (n if ok else 0),
+                fail=task.fail + (0 if ok else n),
+            )
+            self.dataset.remove([job_id])
+            self.dataset.insert([grown])
+        return made
+
+    def remove_calls(self, voice_ids: Iterable[str]) -> None:
+        """Delete calls (``KeyError`` for an unknown voice id)."""
+        self.calls.remove(voice_ids)
+
     def on_request(self, callback: RequestCallback) -> RequestCallback:
         """Run ``callback(n, body)`` before request ``n`` (1-based arrival order) is answered.
 
@@ -486,10 +592,11 @@ class FakeVendor:
         path = scope.get("path", "")
         answer: _Answer | None = None
         fault: Fault | None = None
-        if path != QUERY_PATH:
+        allowed = _route(path)
+        if allowed is None:
             answer = self._http_error(404, path)
-        elif scope.get("method") != "POST":
-            answer = self._http_error(405, path, extra=((b"allow", b"POST"),))
+        elif scope.get("method") != allowed:
+            answer = self._http_error(405, path, extra=((b"allow", allowed.encode()),))
         else:
             answer = self._rate_limited(headers.get("api-key", ""))
             if answer is None:
@@ -509,7 +616,7 @@ class FakeVendor:
                 await self._drop(send)
             answer = self._fault_answer(fault, path)
         if answer is None:
-            answer = self._vendor_answer(n, headers, parsed)
+            answer = self._vendor_answer(n, headers, parsed, path)
         await self._send(send, answer)
         return answer.tag
 
@@ -518,8 +625,16 @@ class FakeVendor:
     def _code(self, code: int | str) -> int | str:
         return str(code) if self.code_as_string and isinstance(code, int) else code
 
-    def _envelope(self, code: int | str, msg: str, data: Any = None) -> _Answer:
-        payload = {"code": self._code(code), "msg": msg, "data": data}
+    def _envelope(
+        self, code: int | str, msg: str, data: Any = None, *, path: str = QUERY_PATH
+    ) -> _Answer:
+        if _status_style(path):
+            status: int | str = code
+            if isinstance(code, int) and not self.status_as_number:
+                status = str(code)
+            payload = {"status": status, "reason": msg, "data": data}
+        else:
+            payload = {"code": self._code(code), "msg": msg, "data": data}
         tag = code if isinstance(code, int) else _int_or_str(code)
         return _Answer(200, dumps(payload), tag=tag)
 
@@ -558,7 +673,7 @@ class FakeVendor:
             if msg is None:
                 number = _int_or_none(code)
                 msg = "unknown error" if number is None else CODE_MESSAGES.get(number, "error")
-            return self._envelope(code, msg)
+            return self._envelope(code, msg, path=path)
         status = fault.status or 500
         extra: tuple[tuple[bytes, bytes], ...] = ()
         if fault.retry_after is not None:
@@ -574,29 +689,19 @@ class FakeVendor:
         return self._http_error(status, path, extra=extra)
 
     def _vendor_answer(
-        self, n: int, headers: dict[str, str], body: dict[str, Any] | None
+        self, n: int, headers: dict[str, str], body: dict[str, Any] | None, path: str
     ) -> _Answer:
-        api_key = headers.get("api-key")
-        if api_key is None:
-            return self._envelope(CODE_AUTH, "Authentication error: Api-Key header is missing")
-        if api_key != self.api_key:
-            return self._envelope(CODE_AUTH, "Authentication error: unknown Api-Key")
-        sign = headers.get("sign")
-        timestamp = headers.get("timestamp")
-        if sign is None or timestamp is None:
-            return self._envelope(
-                CODE_AUTH, "Authentication error: Sign and Timestamp headers are required"
-            )
-        if not sign_matches(sign, self.api_key, self.api_secret, timestamp):
-            return self._envelope(CODE_AUTH, "Authentication error: Sign does not match")
-        try:
-            seconds = int(timestamp.strip())
-        except ValueError:
-            return self._envelope(CODE_TIMESTAMP, "Timestamp expires: not unix seconds")
-        if abs(seconds - self.time()) > self.timestamp_tolerance:
-            return self._envelope(CODE_TIMESTAMP, "Timestamp expires")
+        refusal = self._authenticate(headers, path)
+        if refusal is not None:
+            return refusal
+        if path.startswith(DETAIL_PATH_PREFIX):
+            return self._detail_answer(path[len(DETAIL_PATH_PREFIX) :], path)
+        if path.startswith(CALL_PATH_PREFIX):
+            return self._call_answer(unquote(path[len(CALL_PATH_PREFIX) :]), path)
         if "json" not in headers.get("content-type", "").lower():
-            return self._http_error(415, QUERY_PATH, "Content-Type must be application/json")
+            return self._http_error(415, path, "Content-Type must be application/json")
+        if path == CALL_QUERY_PATH:
+            return self._call_page_answer(n, body, path)
         try:
             current, size, query = parse_query_body(body, end_exclusive=self.end_exclusive)
         except _BadRequest as exc:
@@ -604,21 +709,125 @@ class FakeVendor:
         which = self.replica_for(n)
         dataset = self.dataset if which == 0 else self.replicas[which - 1]
         order = self.order
-        lies = self.lies
-        if lies is None or not lies.applies(n, body if body is not None else {}):
-            lies = _TRUTH
+        lies = self._lies_for(n, body)
         records, said = lies.serve(
             current, size, lambda page, per_page: dataset.page(query, page, per_page, order=order)
         )
+        return self._page_answer([task.to_wire() for task in records], said, path)
+
+    def _authenticate(self, headers: dict[str, str], path: str) -> _Answer | None:
+        """The refusal of a request that is not signed right, or ``None``."""
+        api_key = headers.get("api-key")
+        if api_key is None:
+            message = "Authentication error: Api-Key header is missing"
+            return self._envelope(CODE_AUTH, message, path=path)
+        if api_key != self.api_key:
+            return self._envelope(CODE_AUTH, "Authentication error: unknown Api-Key", path=path)
+        sign = headers.get("sign")
+        timestamp = headers.get("timestamp")
+        if sign is None or timestamp is None:
+            message = "Authentication error: Sign and Timestamp headers are required"
+            return self._envelope(CODE_AUTH, message, path=path)
+        if not sign_matches(sign, self.api_key, self.api_secret, timestamp):
+            return self._envelope(CODE_AUTH, "Authentication error: Sign does not match", path=path)
+        try:
+            seconds = int(timestamp.strip())
+        except ValueError:
+            return self._envelope(CODE_TIMESTAMP, "Timestamp expires: not unix seconds", path=path)
+        if abs(seconds - self.time()) > self.timestamp_tolerance:
+            return self._envelope(CODE_TIMESTAMP, "Timestamp expires", path=path)
+        return None
+
+    def _lies_for(self, n: int, body: dict[str, Any] | None) -> Lies:
+        lies = self.lies
+        if lies is None or not lies.applies(n, body if body is not None else {}):
+            return _TRUTH
+        return lies
+
+    def _page_answer(
+        self, records: list[dict[str, Any]], said: dict[str, int], path: str
+    ) -> _Answer:
         data = {
-            "records": [task.to_wire() for task in records],
+            "records": records,
             "total": said["total"],
             "size": said["size"],
             "current": said["current"],
             "searchCount": True,
             "pages": said["pages"],
         }
-        return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], data)
+        return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], data, path=path)
+
+    def _utc_now(self) -> datetime:
+        return datetime.fromtimestamp(int(self.time()), UTC)
+
+    def _call_page_answer(self, n: int, body: dict[str, Any] | None, path: str) -> _Answer:
+        try:
+            current, size, start, end = parse_call_query_body(body, now=self._utc_now())
+        except _BadRequest as exc:
+            return self._envelope(CODE_PARAMS, f"Parameter exception: {exc}", path=path)
+        calls, order, exclusive = self.calls, self.order, self.end_exclusive
+        lies = self._lies_for(n, body)
+
+        def page(number: int, per_page: int) -> tuple[int, list[FakeCall]]:
+            return calls.page(start, end, number, per_page, end_exclusive=exclusive, order=order)
+
+        records, said = lies.serve(current, size, page)
+        tz = self.tz
+        return self._page_answer([wire_cached(call, tz) for call in records], said, path)
+
+    def _detail_answer(self, raw_id: str, path: str) -> _Answer:
+        if not raw_id.isdigit():
+            message = f"Parameter exception: the task id must be a number, got {raw_id!r}"
+            return self._envelope(CODE_PARAMS, message, path=path)
+        task = self.dataset.get(int(raw_id))
+        if task is None:
+            return self._envelope(CODE_NOT_FOUND, CODE_MESSAGES[CODE_NOT_FOUND], path=path)
+        return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], self._detail(task), path=path)
+
+    def _detail(self, task: FakeTask) -> dict[str, Any]:
+        """The task's details: the query's fields, then the detail page's, consistent
+        with its calls where the log holds them."""
+        calls = self.calls.for_job(task.job_id) if self.calls.count_for(task.job_id) else []
+        duration = sum(call.call_duration for call in calls)
+        established = sum(1 for call in calls if call.established)
+        created = task.created_time
+        finished = None if task.status != 2 else created + timedelta(hours=1)
+        return {
+            **task.to_wire(),
+            "displayNum": "100200",
+            "text": f"Hello from {task.task_name}",
+            "chargeLen": sum(call.charged_duration for call in calls),
+            "toseatNum": 0,
+            "successRate": f"{100 * task.success / task.call_num:.2f}" if task.call_num else "0",
+            "toseatNumRate": "0",
+            "sendTime": (created + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S"),
+            "mdfTime": (created + timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S"),
+            "finishTime": None if finished is None else finished.strftime("%Y-%m-%d %H:%M:%S"),
+            "appId": str(task.app_id),
+            "source": 3,
+            "voiceFileId": f"vf-{task.job_id}",
+            "calloutRate": 5,
+            "keyFeedbackNum": sum(1 for call in calls if call.feedback_value != "-1"),
+            "uploadName": None,
+            "baseFile": None,
+            "callLossNum": task.call_num - established if calls else 0,
+            "callDuration": duration,
+            "callLossNumRate": "0",
+            "code": "86",
+            "maxCalls": 10,
+            "loopCount": 1,
+            "lan": "en",
+            "allCallToseatNum": 0,
+            "callTotal": task.call_num,
+            "acd": round(duration / established, 2) if established else 0,
+        }
+
+    def _call_answer(self, voice_id: str, path: str) -> _Answer:
+        call = self.calls.get(voice_id)
+        earliest = months_back(self._utc_now(), CALL_RETENTION_MONTHS)
+        if call is None or call.submit_time < earliest:
+            return self._envelope(CODE_NOT_FOUND, CODE_MESSAGES[CODE_NOT_FOUND], path=path)
+        return self._envelope(CODE_OK, CODE_MESSAGES[CODE_OK], call.to_wire(self.tz), path=path)
 
     # ----------------------------------------------------------------- sending
 
@@ -641,6 +850,21 @@ class FakeVendor:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": _DROP_PREFIX, "more_body": True})
         raise DroppedConnection("the fake vendor dropped the connection mid-response")
+
+
+def _route(path: str) -> str | None:
+    """The method a path is served for, or ``None`` for a path the fake does not serve."""
+    if path in (QUERY_PATH, CALL_QUERY_PATH):
+        return "POST"
+    for prefix in (DETAIL_PATH_PREFIX, CALL_PATH_PREFIX):
+        if path.startswith(prefix) and len(path) > len(prefix) and "/" not in path[len(prefix) :]:
+            return "GET"
+    return None
+
+
+def _status_style(path: str) -> bool:
+    """Whether a path answers ``status``/``reason`` (the call-record endpoints)."""
+    return path == CALL_QUERY_PATH or path.startswith(CALL_PATH_PREFIX)
 
 
 def _int_or_none(code: int | str) -> int | None:

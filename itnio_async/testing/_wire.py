@@ -15,8 +15,13 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any, Final
 
-#: The only route the fake serves.
+#: The task query's route.
 QUERY_PATH: Final = "/voice/group/call/query"
+#: The call-record query's route (``status``/``reason`` envelope, ISO times).
+CALL_QUERY_PATH: Final = "/voice/recordGroupQuery"
+#: ``GET`` routes, each followed by an id: a task's details, one call record.
+DETAIL_PATH_PREFIX: Final = "/voice/group/call/detail/"
+CALL_PATH_PREFIX: Final = "/voice/recordGroup/"
 
 #: ``LocalDateTime`` on the wire: ``YYYY-MM-DD HH:MM:SS``, no zone.
 WIRE_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
@@ -34,6 +39,7 @@ CODE_IP: Final = -2
 CODE_TIMESTAMP: Final = -16
 CODE_UNUSUAL: Final = -18
 CODE_PARAMS: Final = -22
+CODE_NOT_FOUND: Final = -24
 
 #: Default ``msg`` for each documented code, used by faults and checks.
 CODE_MESSAGES: Final[dict[int, str]] = {
@@ -43,7 +49,15 @@ CODE_MESSAGES: Final[dict[int, str]] = {
     CODE_TIMESTAMP: "Timestamp expires",
     CODE_UNUSUAL: "Port program unusual",
     CODE_PARAMS: "Parameter exception",
+    CODE_NOT_FOUND: "Data does not exist",
 }
+
+#: ISO 8601 with an offset, to the second: ``2022-02-18T00:00:00+08:00`` (or ``Z``).
+_ISO_TIME_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2}|Z)")
+#: How far back call records are kept, in calendar months.
+CALL_RETENTION_MONTHS: Final = 2
+#: The longest call-record query window.
+CALL_MAX_WINDOW: Final = timedelta(days=31)
 
 #: Reason phrases for the HTTP statuses the fake can answer with.
 HTTP_REASONS: Final[dict[int, str]] = {
@@ -86,6 +100,35 @@ def parse_wire_time(text: str) -> datetime:
     if not _WIRE_TIME_RE.fullmatch(text):
         raise ValueError(f"{text!r} is not YYYY-MM-DD HH:MM:SS")
     return datetime.strptime(text, WIRE_TIME_FORMAT)
+
+
+def parse_iso_time(text: str) -> datetime:
+    """Parse an ISO 8601 time with an offset strictly (aware); ``ValueError`` otherwise."""
+    if not _ISO_TIME_RE.fullmatch(text):
+        raise ValueError(f"{text!r} is not ISO 8601 with an offset")
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def months_back(now: datetime, months: int) -> datetime:
+    """``now`` (aware) that many calendar months back, the day capped at the month's end."""
+    total = now.year * 12 + now.month - 1 - months
+    year, month = divmod(total, 12)
+    month += 1
+    days = [
+        31,
+        29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][month - 1]
+    return now.replace(year=year, month=month, day=min(now.day, days), microsecond=0)
 
 
 def to_seconds(value: datetime) -> int:
