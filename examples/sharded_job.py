@@ -34,9 +34,10 @@ nothing is lost or repeated even if tasks changed meanwhile. saq runs it again w
 - its worker is stopped (SIGINT, SIGTERM): saq cancels the job and queues it again at once;
 - its worker dies without a word (``kill -9``, a lost machine): while a job runs, it
   writes a heartbeat (with its record count) to Redis every quarter of
-  ``ITNIO_JOB_HEARTBEAT`` seconds; every live worker sweeps the running jobs every half of
-  it, and a job whose heartbeat is older than ``ITNIO_JOB_HEARTBEAT`` is marked aborting,
-  given 5 seconds to stop (saq's grace for a worker that is only slow), and queued again.
+  ``ITNIO_JOB_HEARTBEAT`` seconds (5 at most); every live worker sweeps the running jobs
+  every half of it, and a job whose heartbeat is older than ``ITNIO_JOB_HEARTBEAT`` is
+  marked aborting, given 5 seconds to stop (saq's grace for a worker that is only slow),
+  and queued again. (A worker's first sweep waits one interval: ``_ExportQueue`` says why.)
 
 A checkpoint of another slice (an earlier plan under the same name) is dropped and the
 slice starts afresh; a slice that finished is rewritten, never appended to, if its job
@@ -114,6 +115,8 @@ DEFAULT_WORKER_JOBS: Final = 4
 #: Seconds a running slice may go without a heartbeat, when ``ITNIO_JOB_HEARTBEAT`` is not
 #: set; then a sweep takes its worker for dead and queues the slice again.
 DEFAULT_HEARTBEAT: Final = 60
+#: The longest time between two heartbeats of a slice, which carry its record count.
+PROGRESS_EVERY: Final = 5.0
 #: Runs of a slice's job (the first included) before the slice is reported failed.
 DEFAULT_ATTEMPTS: Final = 5
 #: Seconds before a failed slice runs again; doubled (with jitter) for each further failure.
@@ -246,14 +249,15 @@ class _SliceFiles:
 
 
 async def _heartbeat(job: QueuedJob, files: _SliceFiles, planned: int | None) -> None:
-    """Tell saq, every quarter of the job's heartbeat, that it runs and how far it is.
+    """Tell saq, every quarter of the job's heartbeat (at least every ``PROGRESS_EVERY``
+    seconds), that the slice runs and how far it is.
 
     Runs until cancelled. Without a beat for ``job.heartbeat`` seconds, a sweep on another
     worker takes this one for dead and runs the slice again; a beat that cannot reach Redis
     is logged and tried again (the shared limiter, on the same Redis, stops the job if that
     lasts).
     """
-    interval = job.heartbeat / 4 if job.heartbeat else DEFAULT_HEARTBEAT / 4
+    interval = min(job.heartbeat / 4, PROGRESS_EVERY) if job.heartbeat else PROGRESS_EVERY
     while True:
         records = await asyncio.to_thread(files.records)
         progress = min(records / planned, 1.0) if planned else 0.0
@@ -389,6 +393,7 @@ class ShardResult:
 
     @property
     def matches_plan(self) -> bool:
+        """Whether the slice held as many records as the plan counted (tasks changed if not)."""
         return self.count == self.shard.estimated_count
 
 
@@ -403,6 +408,7 @@ class Progress:
 
 
 def default_name(start: datetime, end: datetime, shards: int) -> str:
+    """The job's name when ``--name`` is not given: from the window and the shard count."""
     return f"itnio-export-{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}-{shards}"
 
 
@@ -672,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``plan`` or ``worker`` with ``argv`` (default: the command line); the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request

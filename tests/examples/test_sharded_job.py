@@ -330,11 +330,16 @@ async def test_a_slice_of_a_killed_worker_is_swept_and_goes_on_from_its_cursor(
                     running.clear()
                     for index, job in enumerate(await queue.jobs(keys)):
                         assert job is not None
-                        if job.status is Status.ACTIVE and checkpointed(checkpoints[index]) > 0:
+                        written = checkpointed(checkpoints[index])
+                        # A page or more written, and three or more to go.
+                        if (
+                            job.status is Status.ACTIVE
+                            and 0 < written < job.kwargs["planned"] - 300
+                        ):
                             running[job.worker_id or ""] = index
                     return {saq_worker_id(victim), saq_worker_id(survivor)} <= running.keys()
 
-                # Each worker has written a page or more of a slice: one is killed outright.
+                # Each worker is in the middle of a slice: one is killed outright.
                 await until(both_mid_slice, "both workers to be mid-slice")
                 killed = running[saq_worker_id(victim)]
                 victim.kill()
