@@ -348,8 +348,16 @@ async def test_a_slice_of_a_killed_worker_is_swept_and_goes_on_from_its_cursor(
                 assert state is not None
                 assert not state.done
                 assert 0 < state.records < jobs[killed][0].estimated_count
-                async with asyncio.timeout(TIMEOUT * 3):
-                    results = await sharded_job.collect(queue, jobs, poll_interval=0.1)
+                try:
+                    # Typically 15 s; the bound allows for a machine crowded by other work.
+                    async with asyncio.timeout(TIMEOUT * 5):
+                        results = await sharded_job.collect(queue, jobs, poll_interval=0.1)
+                except TimeoutError:
+                    states = [
+                        (job.status, job.attempts, job.meta) if job else None
+                        for job in await queue.jobs(keys)
+                    ]
+                    raise AssertionError(f"{states}\n{''.join(logs[1])}") from None
         finally:
             codes = [await stop_worker(*worker) for worker in workers]
 
