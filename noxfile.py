@@ -76,8 +76,8 @@ def redis_versions(session: nox.Session, redis_major: str) -> None:
     """Run the shared limiter's tests with each supported major version of redis-py.
 
     Installs only the ``testing`` and ``redis`` extras and the test tools: the ``examples``
-    extra pulls ``arq``, which pins redis-py below 6. Needs ``redis-server`` on PATH (or
-    ``ITNIO_TEST_REDIS_URL``).
+    extra pulls ``saq``, which takes redis-py 6 and 7 but not yet 8. Needs ``redis-server``
+    on PATH (or ``ITNIO_TEST_REDIS_URL``).
     """
     session.install(
         "-e",

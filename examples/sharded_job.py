@@ -1,4 +1,4 @@
-"""One big export split across worker processes with arq, all under one shared rate limit.
+"""One big export split across worker processes with saq, all under one shared rate limit.
 
 Run it from the repository's root (``pip install "itnio-async[examples]"``; a Redis that
 every process can reach)::
@@ -6,49 +6,66 @@ every process can reach)::
     export ITNIO_API_KEY=... ITNIO_API_SECRET=...
     export REDIS_URL=redis://127.0.0.1:6379/0 ITNIO_RATE_LIMIT=20
 
-    # Workers: as many as you like, on any machines that reach the Redis.
-    python -m examples.sharded_job worker          # or: arq examples.sharded_job.WorkerSettings
+    # Workers: as many as you like, on any machines that reach the Redis and --out-dir.
+    python -m examples.sharded_job worker    # or: saq examples.sharded_job.worker_settings
 
-    # The job: split the window into slices of about equal task counts, enqueue one
-    # arq job per slice, wait for them, and check each slice's count.
+    # The job: split the window into slices of about equal task counts, enqueue one saq
+    # job per slice, wait for them with progress, and check each slice's count.
     python -m examples.sharded_job plan --start "2024-01-01 00:00:00" \\
         --end "2024-06-30 23:59:59" --shards 8 --out-dir exports/
 
 How the work is split: ``plan_shards`` cuts the window into whole-second time slices that do
 not overlap and together cover it (a task belongs to exactly one slice), with about the same
-number of tasks in each, at a cost of ``2 * shards - 1`` tiny requests. Each arq job streams
+number of tasks in each, at a cost of ``2 * shards - 1`` tiny requests. Each saq job streams
 its slice and writes it to ``OUT_DIR/<name>-<index>.jsonl``, then returns its count; the
 planner compares the counts with the plan.
 
 How a slice survives its worker: the job is ``examples/checkpointed_worker.py``'s
 ``run_job`` on the slice. It appends each page to ``<name>-<index>.jsonl.part`` and then
 saves the output's length and the stream's cursor in a checkpoint file of that slice
-beside it; the finished file is renamed into place and the checkpoint removed. When a
-worker is stopped (SIGINT, SIGTERM: arq cancels the job and runs it again later, on any
-worker that shares the output directory), the job goes on from its slice's cursor, with
-``resume_from=``: nothing already written is fetched again, and nothing is lost or repeated
-even if tasks changed meanwhile. A checkpoint of another slice (an earlier plan under the
-same name) is dropped and the slice starts afresh; a slice that finished is rewritten,
-never appended to, if its job runs again.
+beside it; the finished file is renamed into place and the checkpoint removed. Whenever
+saq runs the job again, on any worker that shares the output directory, it goes on from
+its slice's cursor with ``resume_from=``: nothing already written is fetched again, and
+nothing is lost or repeated even if tasks changed meanwhile. saq runs it again when:
+
+- the job fails (a vendor or network fault that outlasted the client's retries): after
+  ``--retry-delay`` seconds, doubled on each further failure (with jitter, at most 5
+  minutes), up to ``--attempts`` runs in all; then the planner reports the slice failed;
+- its worker is stopped (SIGINT, SIGTERM): saq cancels the job and queues it again at once;
+- its worker dies without a word (``kill -9``, a lost machine): while a job runs, it
+  writes a heartbeat (with its record count) to Redis every quarter of
+  ``ITNIO_JOB_HEARTBEAT`` seconds (5 at most); every live worker sweeps the running jobs
+  every half of it, and a job whose heartbeat is older than ``ITNIO_JOB_HEARTBEAT`` is
+  marked aborting, given 5 seconds to stop (saq's grace for a worker that is only slow),
+  and queued again. (A worker's first sweep waits one interval: ``_ExportQueue`` says why.)
+
+A checkpoint of another slice (an earlier plan under the same name) is dropped and the
+slice starts afresh; a slice that finished is rewritten, never appended to, if its job
+runs again. While a job writes its slice, it holds a lock (``flock``) on the partial file:
+if a worker only looked dead and still runs, the new run fails at once and is retried
+later instead of racing it (across machines, that needs a file system whose ``flock`` is
+shared, or one worker per slice's directory).
 
 How the limit is shared: each worker process makes one ``AsyncVoiceClient`` at startup
-(arq's ``on_startup``; the jobs of that process share it through ``ctx``) with a
-``RedisRateLimiter`` on ``REDIS_URL``: every process using that Redis and API key draws from
-one bucket, so all the workers and the planner together keep to ``ITNIO_RATE_LIMIT``
+(saq's ``startup``; the jobs of that process share it through their context) with a
+``RedisRateLimiter`` on ``REDIS_URL``: every process using that Redis and API key draws
+from one bucket, so all the workers and the planner together keep to ``ITNIO_RATE_LIMIT``
 requests per second, and a ``Retry-After`` seen by one pauses them all.
 
-Job ids are ``<name>:<index>`` (``--name``, by default made from the window and the shard
-count): planning the same job again while arq keeps its results (an hour) waits for the
-jobs already there instead of running them twice.
+Job keys are ``<name>:<index>`` (``--name``, by default made from the window and the shard
+count): planning the same job again while its jobs run waits for them instead of running
+them twice, and a slice that saq still remembers as complete (for a day) is not run again.
 
 Settings (environment): those of ``examples/settings.py``, which says what each means:
 ``ITNIO_API_KEY``, ``ITNIO_API_SECRET`` (required), ``ITNIO_BASE_URL``, ``ITNIO_RATE_LIMIT``
 (requests per second for the account, all processes together; default 10),
 ``ITNIO_SERVER_TIMEZONE``, ``REDIS_URL`` (required here: the queue and the shared limit) and
-``ITNIO_LIMIT_PREFIX`` (the limiter's Redis keys); and this job's own, ``ITNIO_QUEUE`` (the
-arq queue, default ``itnio:exports``) and ``ITNIO_WORKER_JOBS`` (slices one worker streams
-at once, default 4). Writing to a local ``--out-dir`` suits workers on one machine; across
-machines, use a shared volume or upload each slice instead.
+``ITNIO_LIMIT_PREFIX`` (the limiter's Redis keys); and this job's own: ``ITNIO_QUEUE`` (the
+saq queue, default ``itnio:exports``), ``ITNIO_WORKER_JOBS`` (slices one worker streams at
+once, default 4) and ``ITNIO_JOB_HEARTBEAT`` (seconds without a heartbeat after which a
+running slice's worker is taken for dead, default 60; give the planner and the workers the
+same). Writing to a local ``--out-dir`` suits workers on one machine; across machines, use
+a shared volume or upload each slice instead.
 """
 
 from __future__ import annotations
@@ -59,43 +76,80 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Final, Self
+from typing import Any, Final, Self
 
 import attrs
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
-from arq.jobs import Job
-from arq.worker import Worker
+import redis
+from saq import Job as QueuedJob
+from saq import Queue, Status, Worker
+from saq.queue.redis import RedisQueue
 
 from examples.checkpointed_worker import Checkpoint, CheckpointError, checkpoint_path_for, run_job
 from examples.checkpointed_worker import Job as SliceJob
-from examples.settings import Settings, open_client
+from examples.settings import ClientFactory, Settings, open_client
 from itnio_async import AsyncVoiceClient, Shard, plan_shards
 
 __all__ = [
     "JobSettings",
+    "Progress",
+    "ShardFailedError",
     "ShardResult",
-    "WorkerSettings",
     "collect",
     "enqueue_shards",
     "export_shard",
     "main",
-    "worker_options",
+    "worker_settings",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE: Final = "itnio:exports"
-DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 #: Slices one worker process streams at once, when ``ITNIO_WORKER_JOBS`` is not set.
 DEFAULT_WORKER_JOBS: Final = 4
+#: Seconds a running slice may go without a heartbeat, when ``ITNIO_JOB_HEARTBEAT`` is not
+#: set; then a sweep takes its worker for dead and queues the slice again.
+DEFAULT_HEARTBEAT: Final = 60
+#: The longest time between two heartbeats of a slice, which carry its record count.
+PROGRESS_EVERY: Final = 5.0
+#: Runs of a slice's job (the first included) before the slice is reported failed.
+DEFAULT_ATTEMPTS: Final = 5
+#: Seconds before a failed slice runs again; doubled (with jitter) for each further failure.
+DEFAULT_RETRY_DELAY: Final = 5.0
+#: The longest wait before a failed slice runs again.
+MAX_RETRY_DELAY: Final = 300.0
+#: The longest a slice may run, heartbeat or not: a slice of a big window takes a while at
+#: a low rate.
+JOB_TIMEOUT: Final = 6 * 3600
+#: Seconds saq keeps a finished job (its count, or its error) for a planner that asks again.
+RESULT_TTL: Final = 24 * 3600
+#: The default bound on the planner's wait for every slice.
+DEFAULT_WAIT: Final = 24 * 3600.0
+#: The name under which workers know the job's function.
+FUNCTION: Final = "export_shard"
+#: A job in one of these states is in the queue or running: a planner waits for it.
+IN_FLIGHT: Final = frozenset({Status.NEW, Status.QUEUED, Status.ACTIVE, Status.ABORTING})
 
 
 # -- settings: the client's, and the queue's ----------------------------------------------
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
 
 
 @attrs.frozen
@@ -104,14 +158,50 @@ class JobSettings(Settings):
 
     queue: str = DEFAULT_QUEUE
     worker_jobs: int = DEFAULT_WORKER_JOBS
+    heartbeat: int = DEFAULT_HEARTBEAT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        """Read the settings from ``env`` (default: the environment).
+
+        Raises ``ValueError`` naming the variable when one is not a valid number.
+        """
         return attrs.evolve(
             super().from_env(env),
             queue=env.get("ITNIO_QUEUE") or DEFAULT_QUEUE,
-            worker_jobs=int(env.get("ITNIO_WORKER_JOBS") or DEFAULT_WORKER_JOBS),
+            worker_jobs=_positive_int(env, "ITNIO_WORKER_JOBS", DEFAULT_WORKER_JOBS),
+            heartbeat=_positive_int(env, "ITNIO_JOB_HEARTBEAT", DEFAULT_HEARTBEAT),
         )
+
+    def make_queue(self) -> Queue:
+        """The saq queue on ``REDIS_URL`` (not connected yet).
+
+        Raises ``ValueError`` when ``REDIS_URL`` is not set.
+        """
+        if not self.redis_url:
+            raise ValueError("REDIS_URL is required: the queue and the shared limit live there")
+        return _ExportQueue.from_url(self.redis_url, name=self.queue)
+
+
+class _ExportQueue(RedisQueue):
+    """saq's Redis queue, except that a worker's first sweep waits one sweep interval.
+
+    saq sweeps the running jobs as soon as a worker starts, while that worker's first
+    dequeues are in flight, and takes a job that a worker has moved to the running list
+    but not yet marked running for abandoned (saq issue #277): started with slices
+    waiting, a worker would run some of them twice. The slices' checkpoints keep the output
+    exact even then, but the work is wasted. Later sweeps can still meet a dequeue in that
+    window (a few milliseconds per sweep interval), which costs a slice's rerun, nothing
+    more. Hand-written because saq has no setting for it.
+    """
+
+    _first_sweep_skipped = False
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        if not self._first_sweep_skipped:
+            self._first_sweep_skipped = True
+            return []
+        return await super().sweep(lock, abort)
 
 
 # -- the worker side ---------------------------------------------------------------------
@@ -144,23 +234,62 @@ class _SliceFiles:
         self.checkpoint.unlink(missing_ok=True)
         self.partial.unlink(missing_ok=True)
 
+    def records(self) -> int:
+        """Records the slice's checkpoint counts so far (0 before its first page)."""
+        try:
+            state = Checkpoint.load(self.checkpoint)
+        except CheckpointError:
+            return 0
+        return 0 if state is None else state.records
+
     def commit(self) -> None:
         """Put the complete slice in place, then forget its checkpoint."""
         os.replace(self.partial, self.path)
         self.checkpoint.unlink()
 
 
+async def _heartbeat(job: QueuedJob, files: _SliceFiles, planned: int | None) -> None:
+    """Tell saq, every quarter of the job's heartbeat (at least every ``PROGRESS_EVERY``
+    seconds), that the slice runs and how far it is.
+
+    Runs until cancelled. Without a beat for ``job.heartbeat`` seconds, a sweep on another
+    worker takes this one for dead and runs the slice again; a beat that cannot reach Redis
+    is logged and tried again (the shared limiter, on the same Redis, stops the job if that
+    lasts).
+    """
+    interval = min(job.heartbeat / 4, PROGRESS_EVERY) if job.heartbeat else PROGRESS_EVERY
+    while True:
+        records = await asyncio.to_thread(files.records)
+        progress = min(records / planned, 1.0) if planned else 0.0
+        try:
+            await job.update(progress=progress, meta={"records": records, "worker": os.getpid()})
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("heartbeat of %s failed: %r", job.key, exc)
+        await asyncio.sleep(interval)
+
+
 async def export_shard(
-    ctx: dict[str, Any],
+    ctx: Mapping[str, Any],
     index: int,
     start: str,
     end: str,
     out: str,
     statuses: list[int] | None = None,
+    planned: int | None = None,
 ) -> dict[str, Any]:
-    """The arq job: stream one slice to ``out``; return its count (and which worker ran it).
+    """The saq job: stream one slice to ``out``; return its count (and which worker ran it).
 
-    Run again after its worker stopped, it goes on from the slice's checkpoint.
+    ``ctx``: saq's job context, with the worker's client under ``"itnio"`` and the running
+    ``saq.Job`` under ``"job"`` (without one, as in a test, no heartbeat is sent).
+    ``index``: the slice's number; ``start``, ``end``: its window (ISO times, inclusive);
+    ``out``: the finished file's path; ``statuses``: the states to keep (default all);
+    ``planned``: the plan's count for the slice, for progress (default: none reported).
+
+    Returns ``{"index", "count", "path", "worker", "resumed_at"}``: ``count`` records are
+    in ``path``, ``resumed_at`` of them written by earlier runs. Run again after a failure
+    or its worker's end, it goes on from the slice's checkpoint. Raises what the stream
+    raises (an ``ItnioError``), ``CheckpointError`` for a checkpoint that does not fit its
+    file, and ``OutputBusyError`` while another run still writes the slice.
     """
     client: AsyncVoiceClient = ctx["itnio"]
     job = SliceJob(
@@ -170,7 +299,14 @@ async def export_shard(
     )
     files = _SliceFiles(Path(out))
     await asyncio.to_thread(files.prepare, job)
-    summary = await run_job(client, job, files.partial, files.checkpoint)
+    queued: QueuedJob | None = ctx.get("job")
+    beat = None if queued is None else asyncio.create_task(_heartbeat(queued, files, planned))
+    try:
+        summary = await run_job(client, job, files.partial, files.checkpoint)
+    finally:
+        if beat is not None:
+            beat.cancel()
+            await asyncio.wait([beat])  # never raises: this task's own cancellation stays
     await asyncio.to_thread(files.commit)
     logger.info(
         "slice %d: %d records written to %s (%d before this run)",
@@ -188,49 +324,58 @@ async def export_shard(
     }
 
 
-async def startup(ctx: dict[str, Any]) -> None:
-    """arq's ``on_startup``: the one client of this worker process, shared by its jobs."""
-    stack = contextlib.AsyncExitStack()
-    ctx["itnio_stack"] = stack
-    ctx["itnio"] = await stack.enter_async_context(open_client(ctx.get("itnio_settings")))
+@attrs.define
+class _Lifecycle:
+    """saq's ``startup`` and ``shutdown``: the one client of a worker process, for its jobs."""
+
+    settings: JobSettings
+    client: ClientFactory
+    stack: contextlib.AsyncExitStack = attrs.Factory(contextlib.AsyncExitStack)
+
+    async def startup(self, ctx: dict[str, Any]) -> None:
+        ctx["itnio"] = await self.stack.enter_async_context(self.client())
+        logger.info("worker %d ready on queue %s", os.getpid(), self.settings.queue)
+
+    async def shutdown(self, ctx: dict[str, Any]) -> None:
+        """Close the client (and the limiter's Redis connection)."""
+        await self.stack.aclose()
 
 
-async def shutdown(ctx: dict[str, Any]) -> None:
-    """arq's ``on_shutdown``: close the client (and the limiter's Redis connection)."""
-    stack: contextlib.AsyncExitStack | None = ctx.get("itnio_stack")
-    if stack is not None:
-        await stack.aclose()
+def worker_settings(
+    settings: JobSettings | None = None, *, client: ClientFactory | None = None
+) -> dict[str, Any]:
+    """The ``saq.Worker`` arguments of a worker of these settings.
 
+    ``settings``: default from the environment. ``client``: makes the worker's one client
+    (default: ``open_client(settings)``, with the shared limiter). Also what saq's command
+    line reads: ``saq examples.sharded_job.worker_settings``.
 
-def worker_options(settings: JobSettings) -> dict[str, Any]:
-    """The arq ``Worker`` arguments for these settings."""
+    Raises ``ValueError`` when ``REDIS_URL`` is not set.
+    """
+    settings = settings if settings is not None else JobSettings.from_env()
+    lifecycle = _Lifecycle(settings, client or (lambda: open_client(settings)))
     return {
-        "functions": [export_shard],
-        "on_startup": startup,
-        "on_shutdown": shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url or DEFAULT_REDIS_URL),
-        "queue_name": settings.queue,
-        "max_jobs": settings.worker_jobs,
-        "job_timeout": 6 * 3600,  # a slice of a big window takes a while at a low rate
-        "ctx": {"itnio_settings": settings},
+        "queue": settings.make_queue(),
+        "functions": [(FUNCTION, export_shard)],
+        "concurrency": settings.worker_jobs,
+        "startup": lifecycle.startup,
+        "shutdown": lifecycle.shutdown,
+        # Sweeping twice per heartbeat finds a dead worker's slice within 1.5 heartbeats.
+        "timers": {"sweep": max(1, settings.heartbeat // 2)},
+        # Which process runs a slice, as saq's job and worker records show it.
+        "id": f"{socket.gethostname()}-{os.getpid()}",
     }
 
 
-class WorkerSettings:
-    """For the arq command line: ``arq examples.sharded_job.WorkerSettings``."""
-
-    _options: ClassVar[dict[str, Any]] = worker_options(JobSettings.from_env())
-    functions = _options["functions"]
-    on_startup = _options["on_startup"]
-    on_shutdown = _options["on_shutdown"]
-    redis_settings = _options["redis_settings"]
-    queue_name = _options["queue_name"]
-    max_jobs = _options["max_jobs"]
-    job_timeout = _options["job_timeout"]
-    ctx = _options["ctx"]
-
-
 # -- the planner side --------------------------------------------------------------------
+
+
+class ShardFailedError(Exception):
+    """A slice's job failed for good (every attempt), or saq lost it; the message says why."""
+
+    def __init__(self, shard: Shard, message: str) -> None:
+        super().__init__(message)
+        self.shard = shard
 
 
 @attrs.frozen
@@ -243,19 +388,40 @@ class ShardResult:
     worker: int
     #: Records its file held when the run that finished it began (0: one run did it all).
     resumed_at: int = 0
+    #: Runs of the job (1: it never had to run again).
+    attempts: int = 1
 
     @property
     def matches_plan(self) -> bool:
+        """Whether the slice held as many records as the plan counted (tasks changed if not)."""
         return self.count == self.shard.estimated_count
 
 
+@attrs.frozen
+class Progress:
+    """How far the slices are, as their heartbeats and results tell."""
+
+    records: int
+    planned: int
+    done: int
+    slices: int
+
+
 def default_name(start: datetime, end: datetime, shards: int) -> str:
+    """The job's name when ``--name`` is not given: from the window and the shard count."""
     return f"itnio-export-{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}-{shards}"
+
+
+def _same_slice(job: QueuedJob, arguments: Mapping[str, Any]) -> bool:
+    kwargs = job.kwargs or {}
+    return job.function == FUNCTION and all(
+        kwargs.get(name) == arguments[name] for name in ("start", "end", "out", "statuses")
+    )
 
 
 async def enqueue_shards(
     client: AsyncVoiceClient,
-    pool: ArqRedis,
+    queue: Queue,
     start: datetime,
     end: datetime,
     shards: int,
@@ -263,68 +429,189 @@ async def enqueue_shards(
     *,
     name: str | None = None,
     statuses: list[int] | None = None,
-    queue: str = DEFAULT_QUEUE,
-) -> list[tuple[Shard, Job]]:
-    """Plan the slices and enqueue one ``export_shard`` job per slice."""
+    heartbeat: int = DEFAULT_HEARTBEAT,
+    attempts: int = DEFAULT_ATTEMPTS,
+    retry_delay: float = DEFAULT_RETRY_DELAY,
+) -> list[tuple[Shard, str]]:
+    """Plan the slices and enqueue one ``export_shard`` job per slice; return their keys.
+
+    ``client``: makes the plan's requests; ``queue``: a connected saq queue; ``start``,
+    ``end``, ``shards``, ``statuses``: as ``plan_shards`` takes them; ``out_dir``: where
+    the slices are written (every worker must reach it). ``name``: the job keys' prefix
+    (default from the window and ``shards``). ``heartbeat``: seconds without a heartbeat
+    after which a running slice's worker is taken for dead. ``attempts``: runs of a slice
+    before it is given up (at least 1); ``retry_delay``: seconds before a failed slice runs
+    again, doubled with jitter for each further failure, at most ``MAX_RETRY_DELAY``.
+
+    A slice whose job runs already is waited for, not enqueued twice; one that saq keeps
+    as complete is not run again. Raises ``ValueError`` for a bad argument or when a job
+    under this name still runs another window (choose another ``name``), and what
+    ``plan_shards`` raises.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    if heartbeat < 1:
+        raise ValueError(f"heartbeat must be at least 1 second, not {heartbeat}")
+    if retry_delay < 0:
+        raise ValueError(f"retry_delay must not be negative, not {retry_delay}")
     name = name or default_name(start, end, shards)
     planned = await plan_shards(client, start, end, shards, statuses=statuses)
     logger.info("%d slices: %s", len(planned), ", ".join(str(s.estimated_count) for s in planned))
-    jobs: list[tuple[Shard, Job]] = []
+    jobs: list[tuple[Shard, str]] = []
     for shard in planned:
-        job_id = f"{name}:{shard.index}"
+        key = f"{name}:{shard.index}"
         out = out_dir / f"{name}-{shard.index:03d}.jsonl"
-        job = await pool.enqueue_job(
-            "export_shard",
-            shard.index,
-            shard.start.isoformat(),
-            shard.end.isoformat(),
-            str(out.resolve()),
-            statuses,
-            _job_id=job_id,
-            _queue_name=queue,
+        arguments = {
+            "index": shard.index,
+            "start": shard.start.isoformat(),
+            "end": shard.end.isoformat(),
+            "out": str(out.resolve()),
+            "statuses": statuses,
+            "planned": shard.estimated_count,
+        }
+        existing = await queue.job(key)
+        if existing is not None and existing.status in IN_FLIGHT | {Status.COMPLETE}:
+            if _same_slice(existing, arguments):
+                logger.info("job %s is %s already: waiting for it", key, existing.status.value)
+                jobs.append((shard, key))
+                continue
+            if existing.status in IN_FLIGHT:
+                raise ValueError(
+                    f"job {key} still runs another slice ({existing.kwargs}); choose another name"
+                )
+        job = QueuedJob(
+            FUNCTION,
+            kwargs=arguments,
+            key=key,
+            timeout=JOB_TIMEOUT,
+            heartbeat=heartbeat,
+            retries=attempts,
+            retry_delay=retry_delay,
+            retry_backoff=MAX_RETRY_DELAY,
+            ttl=RESULT_TTL,
         )
-        if job is None:  # enqueued before, and arq still has it: wait for that one
-            logger.info("job %s exists already; waiting for it", job_id)
-            job = Job(job_id, pool, _queue_name=queue)
-        jobs.append((shard, job))
+        if await queue.enqueue(job) is None:  # enqueued meanwhile by another planner
+            logger.info("job %s exists already: waiting for it", key)
+        jobs.append((shard, key))
     return jobs
 
 
-async def collect(jobs: Sequence[tuple[Shard, Job]]) -> list[ShardResult]:
-    """Wait for every slice's job; raise the first job's failure."""
-    results: list[ShardResult] = []
-    for shard, job in jobs:
-        reply = await job.result(poll_delay=0.1)
+def _error_line(error: str | None) -> str:
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else "no error recorded"
+
+
+async def collect(
+    queue: Queue,
+    jobs: Sequence[tuple[Shard, str]],
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    poll_interval: float = 0.5,
+) -> list[ShardResult]:
+    """Wait for every slice's job; return their results in the plan's order.
+
+    ``queue``: the connected saq queue; ``jobs``: what ``enqueue_shards`` returned;
+    ``progress``: called with the records written so far whenever they change (default:
+    none); ``poll_interval``: seconds between two looks at the jobs (one ``MGET``).
+
+    Waits as long as the jobs take: bound it with ``asyncio.timeout``. Raises
+    ``ShardFailedError`` for the first slice that failed for good or that saq no longer
+    knows (deleted, or kept past its time).
+    """
+    if poll_interval <= 0:
+        raise ValueError(f"poll_interval must be positive, not {poll_interval}")
+    keys = [key for _, key in jobs]
+    planned = sum(shard.estimated_count for shard, _ in jobs)
+    last: Progress | None = None
+    while True:
+        states = await queue.jobs(keys)
+        done = 0
+        records = 0
+        for (shard, key), job in zip(jobs, states, strict=True):
+            if job is None:
+                raise ShardFailedError(shard, f"slice {shard.index}: saq has no job {key}")
+            if job.status in (Status.FAILED, Status.ABORTED):
+                raise ShardFailedError(
+                    shard,
+                    f"slice {shard.index} {job.status.value} after {job.attempts} attempts: "
+                    f"{_error_line(job.error)}",
+                )
+            if job.status is Status.COMPLETE:
+                done += 1
+                records += int(job.result["count"])
+            else:
+                records += int(job.meta.get("records", 0))
+        now = Progress(records, planned, done, len(jobs))
+        if progress is not None and now != last:
+            progress(now)
+        last = now
+        if done == len(jobs):
+            break
+        await asyncio.sleep(poll_interval)
+    results = []
+    for (shard, _), job in zip(jobs, states, strict=True):
+        assert job is not None
+        reply = job.result
         results.append(
             ShardResult(
-                shard, reply["count"], reply["path"], reply["worker"], reply.get("resumed_at", 0)
+                shard,
+                int(reply["count"]),
+                str(reply["path"]),
+                int(reply["worker"]),
+                int(reply.get("resumed_at", 0)),
+                job.attempts,
             )
         )
     return results
 
 
+class _ProgressLog:
+    """Logs the planner's progress at most every few seconds, and always the last."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.logged = -float("inf")
+
+    def __call__(self, now: Progress) -> None:
+        moment = time.monotonic()
+        if now.done < now.slices and moment - self.logged < self.every:
+            return
+        self.logged = moment
+        logger.info(
+            "%d of %d records, %d of %d slices done",
+            now.records,
+            now.planned,
+            now.done,
+            now.slices,
+        )
+
+
 async def _plan(args: argparse.Namespace) -> int:
     settings = JobSettings.from_env()
-    if not settings.redis_url:
-        raise ValueError("REDIS_URL is required: the queue and the shared limit live there")
-    pool = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    queue = settings.make_queue()
+    await queue.connect()
     try:
         async with open_client(settings) as client:
             jobs = await enqueue_shards(
                 client,
-                pool,
+                queue,
                 args.start,
                 args.end,
                 args.shards,
                 args.out_dir,
                 name=args.name,
                 statuses=args.status,
-                queue=settings.queue,
+                heartbeat=settings.heartbeat,
+                attempts=args.attempts,
+                retry_delay=args.retry_delay,
             )
         async with asyncio.timeout(args.timeout):
-            results = await collect(jobs)
+            results = await collect(queue, jobs, progress=_ProgressLog())
+    except ShardFailedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
-        await pool.aclose()
+        await queue.disconnect()
     for result in results:
         print(
             json.dumps(
@@ -335,6 +622,7 @@ async def _plan(args: argparse.Namespace) -> int:
                     "planned": result.shard.estimated_count,
                     "count": result.count,
                     "path": result.path,
+                    "attempts": result.attempts,
                 }
             )
         )
@@ -348,21 +636,22 @@ async def _plan(args: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace) -> int:
-    worker = Worker(**worker_options(JobSettings.from_env()), burst=args.burst)
+    options = worker_settings(JobSettings.from_env())
+    if args.burst:
+        options |= {"burst": True, "dequeue_timeout": 1.0}
+    queue: Queue = options["queue"]
+    worker = Worker(**options)
+    await queue.connect()
     try:
-        await worker.async_run()
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-        # SIGINT or SIGTERM: arq cancelled its jobs (they are retried later) and its loop.
+        # Until SIGINT or SIGTERM: saq then cancels the running slices and queues them again.
+        await worker.start()
     finally:
-        await worker.close()
+        await queue.disconnect()
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Split an export across arq workers.")
+    parser = argparse.ArgumentParser(description="Split an export across saq workers.")
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="plan the slices, enqueue them, wait for them")
     plan.add_argument("--start", type=datetime.fromisoformat, required=True)
@@ -371,13 +660,25 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out-dir", type=Path, required=True)
     plan.add_argument("--name", help="the job's name (default: from the window and shards)")
     plan.add_argument("--status", type=int, action="append", help="keep these states")
-    plan.add_argument("--timeout", type=float, help="seconds to wait for every slice")
+    plan.add_argument(
+        "--attempts", type=int, default=DEFAULT_ATTEMPTS, help="runs of a slice before it fails"
+    )
+    plan.add_argument(
+        "--retry-delay",
+        type=float,
+        default=DEFAULT_RETRY_DELAY,
+        help="seconds before a failed slice runs again (doubled each time)",
+    )
+    plan.add_argument(
+        "--timeout", type=float, default=DEFAULT_WAIT, help="seconds to wait for every slice"
+    )
     worker = commands.add_parser("worker", help="run a worker until stopped")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``plan`` or ``worker`` with ``argv`` (default: the command line); the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
