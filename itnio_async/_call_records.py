@@ -294,6 +294,17 @@ class CallRecordPageStream(_StreamBase[Page[CallRecord]]):
     A page's ``current`` counts the pages handed out, from 1, across every slice;
     ``total`` and ``progress.total`` count the records of the slices started so far.
     After each page, ``progress.resume_from`` is the one cursor of the whole window.
+
+    ``AsyncVoiceClient.iter_call_record_pages`` makes it, its arguments checked; it is
+    not meant to be built by hand. Iterate it with ``async for``; ``aclose()`` (or
+    ``async with``) stops it and every request in flight.
+
+    Args:
+        pages: the generator of the window's pages, slice after slice, not yet started
+            (the first ``__anext__`` starts it); the stream hands its pages out and
+            closes it on ``aclose()``.
+        progress: the ``StreamProgress`` that generator updates; kept as
+            ``stream.progress``.
     """
 
     def __init__(
@@ -303,7 +314,20 @@ class CallRecordPageStream(_StreamBase[Page[CallRecord]]):
 
 
 class CallRecordStream(_StreamBase[CallRecord]):
-    """An async iterator of every ``CallRecord`` of a window (see ``iter_call_records``)."""
+    """An async iterator of every ``CallRecord`` of a window (see ``iter_call_records``).
+
+    ``AsyncVoiceClient.iter_call_records`` makes it, its arguments checked; it is not
+    meant to be built by hand. Iterate it with ``async for``; ``aclose()`` (or
+    ``async with``) stops it and every request in flight. After each page,
+    ``progress.resume_from`` is the one cursor of the whole window.
+
+    Args:
+        pages: the generator of the window's pages, slice after slice, not yet started
+            (the first ``__anext__`` starts it); the stream hands out their records one
+            by one, in the pages' order, and closes it on ``aclose()``.
+        progress: the ``StreamProgress`` that generator updates; kept as
+            ``stream.progress``.
+    """
 
     def __init__(
         self, pages: AsyncGenerator[Page[CallRecord], None], progress: StreamProgress

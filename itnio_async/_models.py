@@ -193,6 +193,51 @@ class GroupCallDetail:
     them may be null, so each is ``None`` when missing or null. Times without a zone
     (``LocalDateTime``) are naive, or aware in the client's ``server_timezone``.
     Fields the vendor adds later are kept, by their wire names, in ``extra``.
+
+    Attributes (also the constructor's arguments, in this order; each but ``job_id``
+    defaults to ``None``, and ``extra``, keyword-only, to an empty mapping):
+        job_id: Task id (``jobId``).
+        task_name: Task name (``taskName``).
+        status: Task state (``status``); may be an unknown, future value (see
+            ``GroupCallStatus``).
+        rate: Call progress as the vendor formats it (``rate``, e.g. ``"87"``).
+        num_cnt: Numbers in the task (``numCnt``).
+        call_num: Calls made so far (``callNum``).
+        success: Successful calls (``success``).
+        fail: Failed calls (``fail``).
+        created_time: Submission time (``createdTime``).
+        display_num: Caller id shown to the callee (``displayNum``).
+        text: Text-to-speech text (``text``).
+        charge_len: Charged length (``chargeLen``).
+        toseat_num: Calls transferred to a seat (``toseatNum``).
+        success_rate: Success rate as the vendor formats it (``successRate``).
+        toseat_num_rate: Transfer-to-seat rate as the vendor formats it
+            (``toseatNumRate``).
+        send_time: Send time (``sendTime``).
+        mdf_time: Last modification time (``mdfTime``).
+        finish_time: Finish time (``finishTime``).
+        app_id: Application id (``appId``).
+        source: Where the voice came from (``source``): 1 an uploaded file, 2 a
+            re-uploaded voice file, 3 text-to-speech; other values are kept as they are.
+        voice_file_id: Voice file id (``voiceFileId``).
+        callout_rate: Call-out rate (``calloutRate``).
+        key_feedback_num: Calls where the callee pressed a key (``keyFeedbackNum``).
+        upload_name: Uploaded file's name (``uploadName``).
+        base_file: Base file (``baseFile``).
+        call_loss_num: Lost calls (``callLossNum``).
+        call_duration: Total call duration, seconds (``callDuration``).
+        call_loss_num_rate: Lost-call rate as the vendor formats it
+            (``callLossNumRate``).
+        country_code: The task's **country code** (``code`` inside ``data``; not the
+            envelope's status code).
+        max_calls: Most concurrent calls (``maxCalls``).
+        loop_count: Times the numbers are called over (``loopCount``).
+        lan: Language (``lan``).
+        all_call_toseat_num: All calls transferred to a seat (``allCallToseatNum``).
+        call_total: Calls in all (``callTotal``).
+        acd: Average call duration, seconds (``acd``).
+        extra: Undocumented fields, by their wire names, with their JSON values
+            (compared, but left out of the hash and the repr).
     """
 
     #: Task id (``jobId``).
@@ -279,6 +324,40 @@ class CallRecord:
     ``server_timezone`` when one is set. Amounts are strings, exactly as the vendor wrote
     them (use ``decimal.Decimal`` to compute with them). The four settlement fields come
     only when the quoted currency is not USD. Undocumented fields are kept in ``extra``.
+
+    Attributes (also the constructor's arguments, in this order; each but ``voice_id``
+    defaults to ``None``, and ``extra``, keyword-only, to an empty mapping):
+        voice_id: Call id (``voiceId``), unique.
+        callee: The number called (``callee``).
+        display_num: Caller id shown (``displayNum``).
+        area_code: The operator's area (``code``; not the envelope's status).
+        submit_time: When the call was submitted (``submitTime``); the stream's order
+            and window.
+        call_time: When it was dialled (``callTime``).
+        ringing_time: When it started ringing (``ringingTime``).
+        answer_time: When it was answered (``answerTime``); ``None`` for a call never
+            answered.
+        hangup_time: When it hung up (``hangupTime``).
+        call_duration: Call duration, seconds (``callDuration``).
+        charged_duration: Charged duration, seconds (``chargedDuration``).
+        termination_code: The SIP result (``terminationCode``): ``"200"`` is a call
+            established.
+        termination_reason: The SIP result in words (``terminationReason``).
+        cost: What the call cost (``cost``), in the quoted currency.
+        bill_period: Billing increments (``billPeriod``, e.g. ``"20+20"``, ``"60+60"``).
+        rate: The rate (``rate``).
+        base_cost: The cost in USD (``baseCost``).
+        voice_file_id: Voice file id (``voiceFileId``).
+        feedback_value: The key the callee pressed (``feedbackValue``); ``"-1"`` for
+            none.
+        called_info: About the callee (``calledInfo``).
+        settle_rate: Settlement rate (``settleRate``), when the currency is not USD.
+        quote_exchange: Exchange rate quoted (``quoteExchange``), when the currency is
+            not USD.
+        settle_pay: Settled amount (``settlePay``), when the currency is not USD.
+        currency: The quoted currency (``currency``), when it is not USD.
+        extra: Undocumented fields, by their wire names, with their JSON values
+            (compared, but left out of the hash and the repr).
     """
 
     #: Call id (``voiceId``), unique.

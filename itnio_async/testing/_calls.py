@@ -49,7 +49,41 @@ def _utc(value: datetime) -> datetime:
 
 @attrs.frozen
 class FakeCall:
-    """One call a task made, as the vendor stores it (times aware, whole seconds)."""
+    """One call a task made, as the vendor stores it (times aware, whole seconds).
+
+    ``to_wire`` gives the ``/voice/recordGroupQuery`` record: ``terminationReason`` is
+    derived from ``termination_code``, and a ``currency`` adds the four settlement
+    fields (``settleRate`` ``"0.13"``, ``quoteExchange`` ``"7.1"``, ``settlePay`` the
+    ``cost``).
+
+    Attributes (also the constructor's arguments, in this order):
+        voice_id: Call id (``voiceId``); unique within a :class:`CallLog`.
+        job_id: The task that made the call.
+        submit_time: When it was submitted (``submitTime``): aware, kept in UTC and cut
+            to whole seconds; a naive time raises ``ValueError``.
+        callee: The number called (``callee``). Default ``"8613800000000"``.
+        display_num: Caller id shown (``displayNum``). Default ``"100200"``.
+        area_code: The operator's area (``code``). Default ``"86"``.
+        dial_after: Seconds from submission to dialling (``callTime``), or ``None``:
+            never reached (null on the wire). Default ``1``.
+        ring_after: Likewise to ringing (``ringingTime``); ``None`` as for a call that
+            failed before it rang. Default ``3``.
+        answer_after: Likewise to the answer (``answerTime``). Default ``8``.
+        hangup_after: Likewise to the hang-up (``hangupTime``). Default ``30``.
+        call_duration: Seconds talked (``callDuration``). Default ``22``.
+        charged_duration: Seconds charged (``chargedDuration``). Default ``40``.
+        termination_code: The SIP result (``terminationCode``); ``"200"`` is
+            established. Default ``"200"``.
+        cost: Amount (``cost``). Default ``"0.0120"``.
+        bill_period: Billing increments (``billPeriod``). Default ``"20+20"``.
+        rate: The rate (``rate``). Default ``"0.0180"``.
+        base_cost: The cost in USD (``baseCost``). Default ``"0.0120"``.
+        voice_file_id: Voice file id (``voiceFileId``). Default ``"vf-1"``.
+        feedback_value: The key pressed (``feedbackValue``). Default ``"-1"``: none.
+        called_info: About the callee (``calledInfo``). Default ``""``.
+        currency: The quoted currency (``currency``). Default ``None``: USD, and no
+            settlement fields.
+    """
 
     voice_id: str
     job_id: int
@@ -172,7 +206,14 @@ def wire_cached(call: FakeCall, tz: tzinfo) -> dict[str, Any]:
 
 class CallLog:
     """The calls a :class:`~itnio_async.testing.FakeVendor` serves, kept in the order it
-    serves them. Mutable (:meth:`add`, :meth:`remove`) and thread-safe."""
+    serves them. Mutable (:meth:`add`, :meth:`remove`) and thread-safe.
+
+    Args:
+        calls: the calls to hold (:class:`FakeCall`), in any order (default none).
+
+    Raises:
+        ValueError: a voice id given twice.
+    """
 
     def __init__(self, calls: Iterable[FakeCall] = ()) -> None:
         self._lock = threading.RLock()
@@ -189,9 +230,25 @@ class CallLog:
 
     @classmethod
     def for_tasks(cls, tasks: Iterable[FakeTask], *, seed: int = 0, tz: tzinfo = UTC) -> CallLog:
-        """Exactly ``task.call_num`` calls for each task (``task.success`` of them
-        connected), submitted from its ``created_time`` (naive, read in ``tz``) on, a few
-        to a second."""
+        """A log of exactly ``task.call_num`` calls for each of ``tasks``.
+
+        The first ``task.success`` of a task's calls are connected (SIP 200), the rest
+        fail; they are submitted from one second after its ``created_time`` (naive,
+        read in ``tz``) on, three to a second. Voice ids are the job id followed by
+        the call's number in seven digits.
+
+        Args:
+            tasks: the tasks (:class:`FakeTask`) whose calls to make.
+            seed: fixes the calls' numbers, durations, codes and currencies (default
+                ``0``).
+            tz: the zone ``created_time`` is read in (default UTC).
+
+        Returns:
+            A new ``CallLog``.
+
+        Raises:
+            ValueError: two tasks with calls share a job id (their voice ids collide).
+        """
         calls: list[FakeCall] = []
         for task in tasks:
             created = task.created_time.replace(tzinfo=tz)
@@ -207,7 +264,7 @@ class CallLog:
             return len(self._calls)
 
     def get(self, voice_id: str) -> FakeCall | None:
-        """The call with this id, if any."""
+        """The call whose ``voice_id`` is ``voice_id``, or ``None`` if the log holds none."""
         with self._lock:
             return self._by_id.get(voice_id)
 
@@ -234,7 +291,11 @@ class CallLog:
                 self._per_job[call.job_id] += 1
 
     def remove(self, voice_ids: Iterable[str]) -> None:
-        """Delete calls (``KeyError`` for an unknown voice id)."""
+        """Delete the calls ``voice_ids``, in order.
+
+        Raises:
+            KeyError: an unknown voice id; the ids before it are deleted already.
+        """
         with self._lock:
             for voice_id in voice_ids:
                 call = self._by_id.pop(voice_id)
@@ -260,7 +321,21 @@ class CallLog:
         end_exclusive: bool = False,
         order: Order = "newest_first",
     ) -> list[FakeCall]:
-        """Every call with ``start <= submitTime <= end`` (aware bounds), in ``order``."""
+        """Every call with ``start <= submitTime <= end``, in ``order``.
+
+        Args:
+            start: window start, inclusive; aware (cut to whole seconds).
+            end: window end, aware; inclusive to its whole second.
+            end_exclusive: ``submitTime < end`` instead (default ``False``).
+            order: ``"newest_first"`` (default; ``submitTime``, then ``voiceId``,
+                descending) or ``"oldest_first"``.
+
+        Returns:
+            A new list of the calls (:class:`FakeCall`).
+
+        Raises:
+            ValueError: a naive ``start`` or ``end``.
+        """
         with self._lock:
             window = self._window(start, end, end_exclusive)
         return window[::-1] if order == "newest_first" else list(window)
@@ -275,7 +350,23 @@ class CallLog:
         end_exclusive: bool = False,
         order: Order = "newest_first",
     ) -> tuple[int, list[FakeCall]]:
-        """The window's total, and page ``page`` of ``size`` of it."""
+        """``(total, calls)``: the window's total, and page ``page`` of ``size`` of it.
+
+        Offset paging over :meth:`select`'s calls: calls ``(page - 1) * size`` onwards
+        in ``order``; a page past the end is empty but keeps the total.
+
+        Args:
+            start: window start, inclusive; aware (cut to whole seconds).
+            end: window end, aware; inclusive to its whole second.
+            page: the page's number, from 1 (not checked: the fake's endpoint refuses
+                a ``current`` below 1 first).
+            size: calls per page, from 1 (likewise).
+            end_exclusive: ``submitTime < end`` instead (default ``False``).
+            order: ``"newest_first"`` (default) or ``"oldest_first"``.
+
+        Raises:
+            ValueError: a naive ``start`` or ``end``.
+        """
         # Only the page is copied: a window of many calls is not, on every request.
         with self._lock:
             first, last = self._bounds(start, end, end_exclusive)
@@ -301,7 +392,31 @@ def call_account(
 ) -> tuple[Dataset, CallLog]:
     """``tasks`` group-call tasks created in ``[start, end)`` (naive, in ``tz``) and their
     calls, fixed by ``seed``: each task's ``callNum`` is drawn from ``calls_per_task``
-    (inclusive) and matches its calls, ``success`` of them connected (SIP 200)."""
+    (inclusive) and matches its calls, ``success`` of them connected (SIP 200).
+
+    The tasks are completed (status 2, ``rate`` ``"100"``, ``numCnt == callNum``), of
+    application 1, created evenly spread over the window, with 40 to 95% of their
+    calls successful (rounded down); their calls are :meth:`CallLog.for_tasks`'s.
+
+    Args:
+        tasks: how many tasks, ``>= 0``.
+        seed: fixes the tasks and their calls (default ``0``).
+        start: the first task's creation time, naive (in ``tz``).
+        end: the tasks are created before it; after ``start``.
+        calls_per_task: ``(low, high)``, the inclusive range each task's call count is
+            drawn from (default ``(0, 40)``).
+        tz: the zone of ``start``, ``end`` and the tasks' ``created_time`` (default UTC).
+        first_job_id: the first task's job id; the others follow it by one
+            (default ``6_000_000``).
+
+    Returns:
+        ``(dataset, calls)``: a :class:`Dataset` of the tasks and the :class:`CallLog`
+        of their calls, to hand to ``FakeVendor(dataset=..., calls=...)``.
+
+    Raises:
+        ValueError: ``tasks`` below 0, ``end`` not after ``start``, or
+            ``calls_per_task`` not ``(low, high)`` with ``0 <= low <= high``.
+    """
     if tasks < 0:
         raise ValueError("tasks must be >= 0")
     if end <= start:

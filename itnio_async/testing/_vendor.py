@@ -491,16 +491,45 @@ class FakeVendor:
     def expected_calls(self, start: datetime, end: datetime) -> list[FakeCall]:
         """Exactly what a correct client streams of the calls submitted in the window
         (aware bounds, inclusive unless the fake is ``end_exclusive``), in the fake's
-        ``order``; reflects ``calls`` as it is now."""
+        ``order``; reflects ``calls`` as it is now, whatever ``lies`` the fake tells.
+
+        Args:
+            start: window start, aware, inclusive.
+            end: window end, aware: inclusive to its whole second, or exclusive when
+                the fake is ``end_exclusive``.
+
+        Returns:
+            A new list of the calls (:class:`FakeCall`), as :meth:`CallLog.select`
+            gives them.
+
+        Raises:
+            ValueError: a naive ``start`` or ``end``.
+        """
         return self.calls.select(start, end, end_exclusive=self.end_exclusive, order=self.order)
 
     def insert_calls(
         self, n: int, *, job_id: int, submit_time: datetime | None = None, ok: bool = True
     ) -> list[FakeCall]:
-        """Append ``n`` calls of task ``job_id`` submitted at ``submit_time`` (aware;
-        default the server's clock now), as a running task does; the task's ``callNum``
-        (and ``success`` or ``fail``) grows with them, if the dataset holds it. Returns
-        the new calls."""
+        """Append ``n`` calls of task ``job_id`` submitted at ``submit_time``, as a
+        running task does; the task's ``callNum`` (and ``success`` or ``fail``) grows
+        with them, if the dataset holds it (calls of a task it does not hold are added
+        all the same). Their voice ids go on from the number of calls ``calls`` holds
+        for the task, stepping past any id it holds already.
+
+        Args:
+            n: how many calls.
+            job_id: the task that makes them.
+            submit_time: when they are submitted, aware (default ``None``: the server's
+                clock, :meth:`time`, now, to the second).
+            ok: the calls connect (SIP 200, counted as ``success``; the default
+                ``True``), or fail with another SIP code (counted as ``fail``).
+
+        Returns:
+            The new calls (:class:`FakeCall`).
+
+        Raises:
+            ValueError: a naive ``submit_time``.
+        """
         when = submit_time or datetime.fromtimestamp(int(self.time()), UTC)
         first = self.calls.count_for(job_id)
         made = [make_call(self.seed, job_id, first + i, when, ok=ok) for i in range(n)]
@@ -521,7 +550,12 @@ class FakeVendor:
         return made
 
     def remove_calls(self, voice_ids: Iterable[str]) -> None:
-        """Delete calls (``KeyError`` for an unknown voice id)."""
+        """Delete the calls ``voice_ids`` from ``calls``, in order; the tasks' ``callNum``,
+        ``success`` and ``fail`` stay as they are.
+
+        Raises:
+            KeyError: an unknown voice id; the ids before it are deleted already.
+        """
         self.calls.remove(voice_ids)
 
     def on_request(self, callback: RequestCallback) -> RequestCallback:
