@@ -222,11 +222,15 @@ class CallLog:
         self._keys: list[tuple[datetime, str]] = [call.sort_key for call in items]
         self._by_id: dict[str, FakeCall] = {}
         self._per_job: Counter[int] = Counter()
+        # Calls each task was ever given: never lowered by a removal, so that a new call's
+        # voice id is never one a client has already seen (see ``next_index``).
+        self._issued: Counter[int] = Counter()
         for call in items:
             if call.voice_id in self._by_id:
                 raise ValueError(f"duplicate voiceId {call.voice_id}")
             self._by_id[call.voice_id] = call
             self._per_job[call.job_id] += 1
+            self._issued[call.job_id] += 1
 
     @classmethod
     def for_tasks(cls, tasks: Iterable[FakeTask], *, seed: int = 0, tz: tzinfo = UTC) -> CallLog:
@@ -273,6 +277,12 @@ class CallLog:
         with self._lock:
             return self._per_job[job_id]
 
+    def next_index(self, job_id: int) -> int:
+        """The number a new call of task ``job_id`` takes: how many it was ever given,
+        removed ones included, so a voice id is never reused."""
+        with self._lock:
+            return self._issued[job_id]
+
     def for_job(self, job_id: int) -> list[FakeCall]:
         """Task ``job_id``'s calls, newest first."""
         with self._lock:
@@ -289,19 +299,30 @@ class CallLog:
                 self._calls.insert(index, call)
                 self._by_id[call.voice_id] = call
                 self._per_job[call.job_id] += 1
+                self._issued[call.job_id] += 1
 
-    def remove(self, voice_ids: Iterable[str]) -> None:
-        """Delete the calls ``voice_ids``, in order.
+    def remove(self, voice_ids: Iterable[str]) -> list[FakeCall]:
+        """Delete the calls ``voice_ids``, all or none.
+
+        Returns:
+            The calls deleted, in the order of ``voice_ids``.
 
         Raises:
-            KeyError: an unknown voice id; the ids before it are deleted already.
+            KeyError: an unknown voice id (or one given twice); nothing is deleted.
         """
         with self._lock:
-            for voice_id in voice_ids:
+            wanted = list(voice_ids)
+            unknown = [v for v in wanted if v not in self._by_id]
+            if unknown or len(set(wanted)) != len(wanted):
+                raise KeyError(unknown[0] if unknown else "a voice id given twice")
+            gone = []
+            for voice_id in wanted:
                 call = self._by_id.pop(voice_id)
+                gone.append(call)
                 index = bisect_left(self._keys, call.sort_key)
                 del self._keys[index], self._calls[index]
                 self._per_job[call.job_id] -= 1
+            return gone
 
     def _bounds(self, start: datetime, end: datetime, end_exclusive: bool) -> tuple[int, int]:
         lo, hi = _utc(start), _utc(end)

@@ -513,8 +513,8 @@ class FakeVendor:
         """Append ``n`` calls of task ``job_id`` submitted at ``submit_time``, as a
         running task does; the task's ``callNum`` (and ``success`` or ``fail``) grows
         with them, if the dataset holds it (calls of a task it does not hold are added
-        all the same). Their voice ids go on from the number of calls ``calls`` holds
-        for the task, stepping past any id it holds already.
+        all the same). Their voice ids go on from every call the task was ever given
+        (a removed call's id is never reused), stepping past any id ``calls`` holds.
 
         Args:
             n: how many calls.
@@ -531,10 +531,10 @@ class FakeVendor:
             ValueError: a naive ``submit_time``.
         """
         when = submit_time or datetime.fromtimestamp(int(self.time()), UTC)
-        first = self.calls.count_for(job_id)
+        first = self.calls.next_index(job_id)
         made = [make_call(self.seed, job_id, first + i, when, ok=ok) for i in range(n)]
         while any(self.calls.get(call.voice_id) for call in made):
-            first += n  # ids freed by removals are never reused
+            first += n  # a call added by hand under a number of the task's own
             made = [make_call(self.seed, job_id, first + i, when, ok=ok) for i in range(n)]
         self.calls.add(made)
         task = self.dataset.get(job_id)
@@ -550,13 +550,31 @@ class FakeVendor:
         return made
 
     def remove_calls(self, voice_ids: Iterable[str]) -> None:
-        """Delete the calls ``voice_ids`` from ``calls``, in order; the tasks' ``callNum``,
-        ``success`` and ``fail`` stay as they are.
+        """Delete the calls ``voice_ids`` from ``calls``, all or none; each task the
+        dataset holds has its ``callNum`` (and ``success`` or ``fail``) lowered with them,
+        so that it still matches its calls.
+
+        Args:
+            voice_ids: the calls' voice ids.
 
         Raises:
-            KeyError: an unknown voice id; the ids before it are deleted already.
+            KeyError: an unknown voice id (or one given twice); nothing is deleted.
         """
-        self.calls.remove(voice_ids)
+        gone = self.calls.remove(voice_ids)
+        for job_id in {call.job_id for call in gone}:
+            task = self.dataset.get(job_id)
+            if task is None:
+                continue
+            mine = [call for call in gone if call.job_id == job_id]
+            connected = sum(call.termination_code == "200" for call in mine)
+            shrunk = attrs.evolve(
+                task,
+                call_num=max(0, task.call_num - len(mine)),
+                success=max(0, task.success - connected),
+                fail=max(0, task.fail - (len(mine) - connected)),
+            )
+            self.dataset.remove([job_id])
+            self.dataset.insert([shrunk])
 
     def on_request(self, callback: RequestCallback) -> RequestCallback:
         """Run ``callback(n, body)`` before request ``n`` (1-based arrival order) is answered.

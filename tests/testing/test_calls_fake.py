@@ -203,3 +203,28 @@ async def test_inserted_calls_grow_the_task_and_enter_the_window() -> None:
     assert {c.voice_id for c in made} <= {c.voice_id for c in newest}
     fake.remove_calls([made[0].voice_id])
     assert fake.calls.get(made[0].voice_id) is None
+    shrunk = fake.dataset.get(task.job_id)
+    assert shrunk is not None
+    assert (shrunk.call_num, shrunk.success) == (task.call_num + 4, task.success + 4)
+    assert shrunk.call_num == fake.calls.count_for(task.job_id)
+
+
+async def test_a_removed_calls_voice_id_is_never_given_to_a_new_call() -> None:
+    """A client that saw a call must never meet its voice id again on another call."""
+    fake = make_fake()
+    task = next(iter(fake.dataset))
+    made = fake.insert_calls(3, job_id=task.job_id, submit_time=NOW - timedelta(hours=1))
+    fake.remove_calls([made[-1].voice_id])
+    (again,) = fake.insert_calls(1, job_id=task.job_id, submit_time=NOW - timedelta(hours=1))
+    assert again.voice_id not in {c.voice_id for c in made}
+
+
+async def test_removing_calls_with_an_unknown_voice_id_removes_none() -> None:
+    fake = make_fake()
+    task = next(iter(fake.dataset))
+    made = fake.insert_calls(2, job_id=task.job_id, submit_time=NOW - timedelta(hours=1))
+    held = fake.dataset.get(task.job_id)
+    with pytest.raises(KeyError):
+        fake.remove_calls([made[0].voice_id, "no-such-call"])
+    assert fake.calls.get(made[0].voice_id) is not None
+    assert fake.dataset.get(task.job_id) == held
