@@ -14,6 +14,21 @@ every process can reach)::
     python -m examples.sharded_job plan --start "2024-01-01 00:00:00" \\
         --end "2024-06-30 23:59:59" --shards 8 --out-dir exports/
 
+Or, without an account, the whole flow on one machine with one command (a Redis is all it
+needs: ``redis-server``, or ``docker run -p 6379:6379 redis``)::
+
+    REDIS_URL=redis://127.0.0.1:6379/0 python -m examples.sharded_job plan --demo --out-dir demo/
+
+``--demo`` (or ``ITNIO_DEMO=1``) serves the fake vendor of ``itnio-async --demo`` (30,000
+tasks over the 30 days before today, a few transient faults) on 127.0.0.1, starts
+``--workers`` (2) worker processes that reach it over HTTP, plans its window (or
+``--start``/``--end``) in ``--shards`` (4) slices on a queue of its own, waits with
+progress, prints each slice's count and the total, and checks that every task of the window
+was written once; then, as on Ctrl-C, it stops the workers (saq puts back what they ran)
+and the server, and deletes its keys from Redis. All of its processes share the demo's 200
+requests/s through the Redis limiter. Run it again after a Ctrl-C: the slices go on from
+their checkpoints. ``worker`` has no demo of its own (the demo starts its workers).
+
 How the work is split: ``plan_shards`` cuts the window into whole-second time slices that do
 not overlap and together cover it (a task belongs to exactly one slice), with about the same
 number of tasks in each, at a cost of ``2 * shards - 1`` tiny requests. Each saq job streams
@@ -76,24 +91,31 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from asyncio.subprocess import Process
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Self
+from urllib.parse import urlsplit
 
 import attrs
 import redis
+import redis.asyncio
 from saq import Job as QueuedJob
 from saq import Queue, Status, Worker
 from saq.queue.redis import RedisQueue
 
 from examples.checkpointed_worker import Checkpoint, CheckpointError, checkpoint_path_for, run_job
 from examples.checkpointed_worker import Job as SliceJob
-from examples.settings import ClientFactory, Settings, open_client
+from examples.settings import ClientFactory, Settings, demo_window, open_client
 from itnio_async import AsyncVoiceClient, Shard, plan_shards
+from itnio_async.cli import DEMO_RATE_LIMIT, demo_vendor
+from itnio_async.testing import FakeVendor, aserve
 
 __all__ = [
     "JobSettings",
@@ -586,8 +608,19 @@ class _ProgressLog:
         )
 
 
-async def _plan(args: argparse.Namespace) -> int:
-    settings = JobSettings.from_env()
+class _WorkerExitedError(Exception):
+    """A worker process that the demo started ended before the slices were done."""
+
+
+async def _enqueue_and_collect(
+    settings: JobSettings,
+    args: argparse.Namespace,
+    window: tuple[datetime, datetime, int],
+    workers: Sequence[Process] = (),
+) -> list[ShardResult]:
+    """Plan and enqueue the slices, then wait for them (at most ``args.timeout`` seconds)
+    with progress; if one of ``workers`` ends meanwhile, raise ``_WorkerExitedError``."""
+    start, end, shards = window
     queue = settings.make_queue()
     await queue.connect()
     try:
@@ -595,9 +628,9 @@ async def _plan(args: argparse.Namespace) -> int:
             jobs = await enqueue_shards(
                 client,
                 queue,
-                args.start,
-                args.end,
-                args.shards,
+                start,
+                end,
+                shards,
                 args.out_dir,
                 name=args.name,
                 statuses=args.status,
@@ -606,12 +639,29 @@ async def _plan(args: argparse.Namespace) -> int:
                 retry_delay=args.retry_delay,
             )
         async with asyncio.timeout(args.timeout):
-            results = await collect(queue, jobs, progress=_ProgressLog())
-    except ShardFailedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+            if not workers:
+                return await collect(queue, jobs, progress=_ProgressLog())
+            waiting = asyncio.create_task(collect(queue, jobs, progress=_ProgressLog()))
+            ended = [asyncio.create_task(worker.wait()) for worker in workers]
+            try:
+                await asyncio.wait([waiting, *ended], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (waiting, *ended):
+                    task.cancel()
+                await asyncio.wait([waiting, *ended])
+            if waiting.cancelled():  # a worker ended first
+                gone = next(worker for worker in workers if worker.returncode is not None)
+                raise _WorkerExitedError(
+                    f"worker {gone.pid} ended (exit status {gone.returncode}) "
+                    "before the slices were done"
+                )
+            return waiting.result()
     finally:
         await queue.disconnect()
+
+
+def _report(results: Sequence[ShardResult]) -> int:
+    """Print each slice's result as a JSON line, and the total on stderr; return the total."""
     for result in results:
         print(
             json.dumps(
@@ -623,8 +673,10 @@ async def _plan(args: argparse.Namespace) -> int:
                     "count": result.count,
                     "path": result.path,
                     "attempts": result.attempts,
+                    "worker": result.worker,
                 }
-            )
+            ),
+            flush=True,
         )
     total = sum(result.count for result in results)
     off = [result.shard.index for result in results if not result.matches_plan]
@@ -632,11 +684,218 @@ async def _plan(args: argparse.Namespace) -> int:
     if off:
         # Tasks created or changed in a slice between planning and streaming it.
         print(f"slices {off} differ from the plan: the result changed meanwhile", file=sys.stderr)
+    return total
+
+
+async def _plan(args: argparse.Namespace, settings: JobSettings) -> int:
+    try:
+        results = await _enqueue_and_collect(settings, args, (args.start, args.end, args.shards))
+    except ShardFailedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    _report(results)
     return 0
 
 
-async def _worker(args: argparse.Namespace) -> int:
-    options = worker_settings(JobSettings.from_env())
+# -- the demo: the whole flow on this machine, against the fake vendor --------------------
+
+
+#: Worker processes the demo starts, when ``--workers`` is not given.
+DEMO_WORKERS: Final = 2
+#: Slices of the demo's window, when ``--shards`` is not given.
+DEMO_SHARDS: Final = 4
+#: The bound on the demo's wait for its slices, when ``--timeout`` is not given.
+DEMO_WAIT: Final = 600.0
+#: Seconds a stopped worker process gets to put its slices back before it is killed.
+STOP_TIMEOUT: Final = 15.0
+#: The repository's root, where ``python -m examples.sharded_job`` finds its package.
+ROOT: Final = Path(__file__).resolve().parent.parent
+#: This module, as ``python -m`` runs it.
+MODULE: Final = "examples.sharded_job"
+#: What to run when the demo has no Redis.
+DEMO_COMMAND: Final = (
+    "REDIS_URL=redis://127.0.0.1:6379/0 python -m examples.sharded_job plan --demo --out-dir DIR"
+)
+
+
+def _worker_environment(settings: JobSettings) -> dict[str, str]:
+    """A demo worker's environment: this one without its account's variables, with the
+    demo's (the fake's URL and key, the demo's queue, limit and Redis keys)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("ITNIO_") and name != "REDIS_URL"
+    }
+    env.update(
+        ITNIO_API_KEY=settings.api_key or "",
+        ITNIO_API_SECRET=settings.api_secret or "",
+        ITNIO_BASE_URL=settings.base_url or "",
+        ITNIO_RATE_LIMIT=f"{settings.rate_limit:g}",
+        REDIS_URL=settings.redis_url or "",
+        ITNIO_LIMIT_PREFIX=settings.limit_prefix or "",
+        ITNIO_QUEUE=settings.queue,
+        ITNIO_WORKER_JOBS=str(settings.worker_jobs),
+        ITNIO_JOB_HEARTBEAT=str(settings.heartbeat),
+    )
+    return env
+
+
+async def _stop(worker: Process) -> None:
+    """Stop a worker as a deploy would (SIGTERM: saq puts its running slices back), and
+    kill it if it has not ended within ``STOP_TIMEOUT`` seconds; wait for it either way."""
+    if worker.returncode is None:
+        worker.terminate()
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT):
+            await worker.wait()
+    except TimeoutError:
+        logger.warning("worker %d did not stop within %g s: killed", worker.pid, STOP_TIMEOUT)
+        worker.kill()
+        await worker.wait()
+
+
+async def _forget(redis_url: str, namespace: str) -> None:
+    """Delete the demo's keys (its queue's jobs and the limiter's bucket) from Redis."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"*{namespace}*")]
+        if keys:
+            await client.delete(*keys)
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("could not delete the demo's keys (%s*) from Redis: %r", namespace, exc)
+    finally:
+        await client.aclose()
+
+
+async def _demo(args: argparse.Namespace, settings: JobSettings) -> int:
+    """Serve the demo's fake vendor on loopback, start ``args.workers`` worker processes on
+    it, plan and wait as ``plan`` does, and check the total against the fake; then stop the
+    workers and the server, and delete the demo's Redis keys (also when cancelled)."""
+    assert settings.redis_url is not None  # main checked it
+    fake = demo_vendor()
+    start = args.start or demo_window()[0]
+    end = args.end or demo_window()[1]
+    shards = args.shards or DEMO_SHARDS
+    # A queue and limiter keys of this run alone: no other worker on this Redis takes the
+    # demo's slices to an account, and no worker of the demo takes anyone else's.
+    namespace = f"itnio-demo-{uuid.uuid4().hex[:12]}"
+    expected = fake.expected(start, end)
+    try:
+        results = await _demo_run(args, settings, fake, (start, end, shards), namespace)
+    except (ShardFailedError, _WorkerExitedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"error: the slices were not done within {args.timeout:g} s", file=sys.stderr)
+        return 1
+    finally:
+        await _forget(settings.redis_url, namespace)
+    total = _report(results)
+    written = await asyncio.to_thread(_job_ids, [Path(result.path) for result in results])
+    if total != len(expected) or sorted(written) != sorted(t.job_id for t in expected):
+        print(
+            f"error: the slices hold {len(written)} records ({len(set(written))} tasks), "
+            f"the fake vendor {len(expected)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"the fake vendor holds {len(expected)} tasks: each is written once", file=sys.stderr)
+    return 0
+
+
+async def _demo_run(
+    args: argparse.Namespace,
+    settings: JobSettings,
+    fake: FakeVendor,
+    window: tuple[datetime, datetime, int],
+    namespace: str,
+) -> list[ShardResult]:
+    """The demo's servers and processes around ``_enqueue_and_collect``; all of them are
+    stopped on the way out, however it ends."""
+    start, end, _ = window
+    async with aserve(fake) as url:
+        logger.info(
+            "demo: the fake vendor holds %d tasks from %s to %s; serving it at %s",
+            len(fake.expected(start, end)),
+            start,
+            end,
+            url,
+        )
+        jobs = settings.worker_jobs if "ITNIO_WORKER_JOBS" in os.environ else None
+        demo = attrs.evolve(
+            settings,
+            # Unless told otherwise, each worker takes its share of the slices.
+            worker_jobs=jobs or -(-window[2] // args.workers),
+            api_key=fake.api_key,
+            api_secret=fake.api_secret,
+            base_url=url,
+            rate_limit=DEMO_RATE_LIMIT,
+            limit_prefix=namespace,
+            queue=namespace,
+            demo=False,
+        )
+        env = _worker_environment(demo)
+        workers: list[Process] = []
+        try:
+            for _ in range(args.workers):
+                workers.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        MODULE,
+                        "worker",
+                        cwd=ROOT,
+                        env=env,
+                        stdin=asyncio.subprocess.DEVNULL,
+                    )
+                )
+            logger.info(
+                "demo: %d workers started (%s), %g requests/s for all processes together",
+                len(workers),
+                ", ".join(str(worker.pid) for worker in workers),
+                DEMO_RATE_LIMIT,
+            )
+            return await _enqueue_and_collect(demo, args, window, workers)
+        finally:
+            await asyncio.gather(*(_stop(worker) for worker in workers))
+
+
+def _job_ids(paths: Sequence[Path]) -> list[int]:
+    """The ``job_id`` of every record of these JSON Lines files, in their order."""
+    ids: list[int] = []
+    for path in paths:
+        with path.open(encoding="utf-8") as lines:
+            ids += [json.loads(line)["job_id"] for line in lines]
+    return ids
+
+
+async def _until_signalled(run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``run()``; SIGINT or SIGTERM cancel it (its ``finally`` blocks stop what it
+    started) and the exit status is 128 + the signal's number."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(run())
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        logger.warning("stopped by signal %d: the workers and the server are stopped", received[0])
+        return 128 + received[0]
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _worker(args: argparse.Namespace, settings: JobSettings) -> int:
+    options = worker_settings(settings)
     if args.burst:
         options |= {"burst": True, "dequeue_timeout": 1.0}
     queue: Queue = options["queue"]
@@ -654,10 +913,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Split an export across saq workers.")
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="plan the slices, enqueue them, wait for them")
-    plan.add_argument("--start", type=datetime.fromisoformat, required=True)
-    plan.add_argument("--end", type=datetime.fromisoformat, required=True)
-    plan.add_argument("--shards", type=int, required=True)
+    plan.add_argument(
+        "--start", type=datetime.fromisoformat, help="the window's start (--demo: the demo's)"
+    )
+    plan.add_argument(
+        "--end", type=datetime.fromisoformat, help="the window's end (--demo: the demo's)"
+    )
+    plan.add_argument("--shards", type=int, help=f"slices (--demo: {DEMO_SHARDS})")
     plan.add_argument("--out-dir", type=Path, required=True)
+    plan.add_argument(
+        "--demo",
+        action="store_true",
+        help="no account: serve the fake vendor of itnio-async --demo on 127.0.0.1, start "
+        "--workers worker processes on it, plan its window, wait, check the total, stop "
+        "them (or ITNIO_DEMO=1; needs REDIS_URL)",
+    )
+    plan.add_argument(
+        "--workers", type=int, help=f"worker processes the demo starts ({DEMO_WORKERS})"
+    )
     plan.add_argument("--name", help="the job's name (default: from the window and shards)")
     plan.add_argument("--status", type=int, action="append", help="keep these states")
     plan.add_argument(
@@ -670,20 +943,99 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before a failed slice runs again (doubled each time)",
     )
     plan.add_argument(
-        "--timeout", type=float, default=DEFAULT_WAIT, help="seconds to wait for every slice"
+        "--timeout",
+        type=float,
+        help=f"seconds to wait for every slice (default {DEFAULT_WAIT:g}; {DEMO_WAIT:g} "
+        "with --demo)",
     )
     worker = commands.add_parser("worker", help="run a worker until stopped")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     return parser
 
 
+def _refusal(args: argparse.Namespace, settings: JobSettings) -> str | None:
+    """Why the command cannot run with these settings, in one line; ``None`` if it can."""
+    demo = settings.demo
+    if args.command == "worker" and demo:
+        return f"the demo starts workers of its own (ITNIO_DEMO=1 is for plan): {DEMO_COMMAND}"
+    if not settings.redis_url:
+        if demo:
+            return (
+                "the demo needs a Redis for the queue and the shared limit: start one "
+                f"(redis-server, or docker run -p 6379:6379 redis), then run: {DEMO_COMMAND}"
+            )
+        return (
+            "REDIS_URL is required: the queue and the shared limit live there "
+            f"(or try the demo: {DEMO_COMMAND})"
+        )
+    if args.command == "worker":
+        return None
+    if demo:
+        if args.workers is not None and args.workers < 1:
+            return f"--workers must be at least 1, not {args.workers}"
+        return None
+    if args.workers is not None:
+        return f"--workers goes with --demo (else start workers: python -m {MODULE} worker)"
+    if args.start is None or args.end is None or args.shards is None:
+        return "--start, --end and --shards are required (or try the demo: --demo)"
+    if not (settings.api_key and settings.api_secret):
+        return "set ITNIO_API_KEY and ITNIO_API_SECRET for your account (or try the demo: --demo)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``plan`` or ``worker`` with ``argv`` (default: the command line); the exit status."""
+    """Run ``plan`` or ``worker`` with ``argv`` (default: the command line); the exit status.
+
+    ``plan --demo`` (or ``ITNIO_DEMO=1``) runs the whole flow against the fake vendor. A
+    wrong variable or a missing one (``REDIS_URL``, the account's without the demo) is one
+    line on stderr and exit status 2; a slice that failed for good, 1; SIGINT or SIGTERM
+    stop what the command started and exit with 128 + the signal's number.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
-    run = _plan if args.command == "plan" else _worker
-    return asyncio.run(run(args))
+    env: Mapping[str, str] = os.environ
+    if getattr(args, "demo", False):
+        env = {**env, "ITNIO_DEMO": "1"}  # the demo ignores the account's variables
+    try:
+        settings = JobSettings.from_env(env)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    refusal = _refusal(args, settings)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    if args.command == "worker":
+        return asyncio.run(_worker(args, settings))
+    if settings.demo:
+        if not _answers(settings.redis_url):
+            # Its host and port alone: a URL may hold a password.
+            where = urlsplit(settings.redis_url or "")
+            print(
+                f"error: no Redis answers at REDIS_URL ({where.hostname}:{where.port or 6379}): "
+                "start one (redis-server, or docker run -p 6379:6379 redis)",
+                file=sys.stderr,
+            )
+            return 2
+        args.workers = args.workers or DEMO_WORKERS
+        args.timeout = DEMO_WAIT if args.timeout is None else args.timeout
+        return asyncio.run(_until_signalled(lambda: _demo(args, settings)))
+    args.timeout = DEFAULT_WAIT if args.timeout is None else args.timeout
+    return asyncio.run(_plan(args, settings))
+
+
+def _answers(url: str | None) -> bool:
+    """Whether a Redis answers PING at ``url`` within a couple of seconds."""
+    if not url:
+        return False
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

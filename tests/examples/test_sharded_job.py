@@ -7,20 +7,25 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import signal
 import socket
+import subprocess
 import sys
 from asyncio.subprocess import DEVNULL, PIPE, Process
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from saq import Queue, Status, Worker
 
 from examples import checkpointed_worker, sharded_job
 from examples.settings import open_client
 from itnio_async import GroupCallStatus, InvalidParameterError, plan_shards
+from itnio_async.cli import demo_vendor, demo_window
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan, serve
 
 from ._support import EXAMPLES_ROOT, TIMEOUT, churn, eventually, fake_client, task_json, unread
@@ -433,3 +438,161 @@ async def test_slices_of_a_stopped_worker_go_on_from_their_cursors_on_another(
         seen += [record["job_id"] for record in expected]
     assert len(seen) == len(set(seen)) == 4_000
     assert not await asyncio.to_thread(lambda: list(tmp_path.glob("*.part*")))
+
+
+# -- the demo: the whole flow in one command, against the fake vendor on loopback ---------
+
+#: Seconds the demo may take here: about 5 on an idle machine.
+DEMO_TIMEOUT = 60.0
+
+
+def demo_env(**more: str) -> dict[str, str]:
+    """The demo's environment: none of the account's variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ITNIO_", "REDIS_URL"))}
+    return env | more
+
+
+@contextlib.asynccontextmanager
+async def demo_process(redis_url: str, *argv: str, lines: list[str]) -> AsyncIterator[Process]:
+    """``plan --demo`` in a session of its own, its stderr (and its workers') collected into
+    ``lines``; on the way out, whatever of the session still runs is killed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", sharded_job.__name__, "plan", "--demo", *argv,
+        cwd=EXAMPLES_ROOT, env=demo_env(REDIS_URL=redis_url),
+        stdin=DEVNULL, stdout=PIPE, stderr=PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 9)  # nothing, when the demo stopped all it started
+        await process.wait()
+
+
+def session_is_empty(process: Process) -> bool:
+    """Whether no process of the demo's session (its workers included) runs any more."""
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def demo_facts(lines: list[str]) -> tuple[str, list[int], str]:
+    """The fake vendor's URL, the worker processes and the queue, as the demo logged them."""
+    text = "".join(lines)
+    url = re.search(r"serving it at (http://127\.0\.0\.1:\d+)", text)
+    pids = re.search(r"(\d+) workers started \(([\d, ]+)\)", text)
+    queue = re.search(r"ready on queue (itnio-demo-\w+)", text)
+    assert url, text
+    assert pids, text
+    assert queue, text
+    return url[1], [int(pid) for pid in pids[2].split(", ")], queue[1]
+
+
+def redis_keys(redis_url: str, namespace: str) -> list[bytes]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return list(client.scan_iter(match=f"*{namespace}*"))
+    finally:
+        client.close()
+
+
+def refused(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+async def test_the_demo_exports_the_window_through_worker_processes_and_stops_them(
+    redis_url: str, tmp_path: Path
+) -> None:
+    start, _ = demo_window()
+    end = start + timedelta(days=10, seconds=-1)  # a third of the demo's tasks: quicker
+    expected = demo_vendor(latency=0).expected(start, end)
+    lines: list[str] = []
+    argv = ["--out-dir", str(tmp_path), "--start", start.isoformat(), "--end", end.isoformat()]
+    async with demo_process(
+        redis_url, *argv, "--workers", "2", "--shards", "3", lines=lines
+    ) as demo:
+        assert demo.stdout is not None
+        reader = asyncio.create_task(collect_lines(demo, lines))
+        async with asyncio.timeout(DEMO_TIMEOUT):
+            out = await demo.stdout.read()  # until every process that holds it has ended
+            await reader
+            code = await demo.wait()
+        # Nothing of the demo runs any more: not its workers, not the fake vendor.
+        assert session_is_empty(demo), "".join(lines)
+
+    assert code == 0, "".join(lines)
+    assert "Traceback" not in "".join(lines)
+    url, workers, queue = demo_facts(lines)
+    assert len(workers) == 2
+    assert refused(url)
+    assert redis_keys(redis_url, queue) == []  # the demo's queue and bucket are gone
+    slices = [json.loads(line) for line in out.decode().splitlines()]
+    assert [piece["index"] for piece in slices] == [0, 1, 2]
+    assert {piece["worker"] for piece in slices} <= set(workers)
+    assert sum(piece["count"] for piece in slices) == len(expected) > 0
+    assert f"{len(expected)} records in 3 slices" in "".join(lines)
+    assert f"the fake vendor holds {len(expected)} tasks: each is written once" in "".join(lines)
+    written = [row["job_id"] for piece in slices for row in read_jsonl(piece["path"])]
+    assert sorted(written) == sorted(task.job_id for task in expected)  # each once
+
+
+async def test_ctrl_c_stops_the_demo_its_workers_and_its_server(
+    redis_url: str, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    async with demo_process(redis_url, "--out-dir", str(tmp_path), lines=lines) as demo:
+        reader = asyncio.create_task(collect_lines(demo, lines))
+
+        def slices_run() -> bool:
+            assert demo.returncode is None, "".join(lines)
+            return any("Processing Job" in line for line in lines)
+
+        await eventually(slices_run, "a slice to start")
+        demo.send_signal(signal.SIGINT)  # to the demo alone, as a test can: it stops the rest
+        async with asyncio.timeout(DEMO_TIMEOUT):
+            await reader
+            code = await demo.wait()
+        assert session_is_empty(demo), "".join(lines)
+
+    assert code == 128 + signal.SIGINT, "".join(lines)
+    assert "Traceback" not in "".join(lines)
+    assert "stopped by signal 2" in "".join(lines)
+    url, _, queue = demo_facts(lines)
+    assert refused(url)
+    assert redis_keys(redis_url, queue) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["plan", "--demo", "--out-dir", "out"], {}, "REDIS_URL=redis://"),
+        (["plan", "--out-dir", "out"], {"ITNIO_DEMO": "1"}, "REDIS_URL=redis://"),
+        (["worker"], {"ITNIO_DEMO": "1", "REDIS_URL": "redis://127.0.0.1:1/0"}, "plan --demo"),
+        (["plan", "--out-dir", "out", "--shards", "2"], {}, "REDIS_URL is required"),
+        (["plan", "--out-dir", "out"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, "--demo"),
+    ],
+    ids=["demo", "itnio-demo", "demo-worker", "plan", "no-window"],
+)
+def test_what_the_demo_lacks_is_one_line_saying_what_to_run(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", sharded_job.__name__, *argv],
+        cwd=EXAMPLES_ROOT,
+        env=demo_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
