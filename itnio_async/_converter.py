@@ -324,10 +324,17 @@ class Envelope:
         self.msg = msg
 
 
-#: Every digit as "0", every other byte as a space: a run of digits stays a run of "0"s.
-_DIGITS_ONLY: Final = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+#: Every digit as "0", "[" and "{" as "[", every other byte as a space: a run of digits
+#: stays a run of "0"s, and the containers a body opens can be counted.
+_SHAPE: Final = bytes(
+    0x30 if 0x30 <= byte <= 0x39 else 0x5B if byte in b"[{" else 0x20 for byte in range(256)
+)
 #: The shortest integer orjson reads as a float, -9223372036854775809, has 19 digits.
 _LONG_DIGIT_RUN: Final = b"0" * 19
+#: Bodies that open more containers go to ``json``: orjson nests up to 1,024 deep, json
+#: as deep as the interpreter's recursion limit lets it from where it is called (less
+#: than 1,000), so between the two they would disagree. A page of 100 records opens 102.
+_MOST_CONTAINERS: Final = 256
 
 
 def parse_json(body: bytes) -> Any:
@@ -337,17 +344,21 @@ def parse_json(body: bytes) -> Any:
     as fast on a page of records. Whatever it refuses goes to ``json.loads``, which then
     decides: orjson is stricter (UTF-8 only, no ``NaN``, no lone surrogate, no byte-order
     mark, no infinite float), so a body it refuses may still be JSON to ``json``, and a
-    body both refuse fails with ``json``'s own error. One difference does not raise:
-    orjson reads an integer beyond 64 bits as a float, so a body with a run of 19 digits
-    or more (anywhere: such an integer has at least 19) goes to ``json`` too; spotting
-    the run costs a sixth of what orjson saves. Where both accept a body they read it
-    alike (checked with hypothesis in ``tests/test_converter.py``).
+    body both refuse fails with ``json``'s own error. Two bodies orjson would read but
+    ``json`` not alike go to ``json`` without asking orjson: one with a run of 19 digits
+    or more (orjson reads an integer beyond 64 bits as a float; such an integer has 19
+    digits at least), and one opening more than ``_MOST_CONTAINERS`` arrays and objects
+    (orjson reads nesting deeper than ``json`` can). Spotting both costs a sixth of what
+    orjson saves. Where both accept a body they read it alike (checked with hypothesis
+    in ``tests/test_converter.py``).
     """
-    if _fast_loads is not None and _LONG_DIGIT_RUN not in body.translate(_DIGITS_ONLY):
-        try:
-            return _fast_loads(body)
-        except ValueError:  # orjson.JSONDecodeError; json.loads says what is wrong
-            pass
+    if _fast_loads is not None:
+        shape = body.translate(_SHAPE)
+        if _LONG_DIGIT_RUN not in shape and shape.count(b"[") <= _MOST_CONTAINERS:
+            try:
+                return _fast_loads(body)
+            except ValueError:  # orjson.JSONDecodeError; json.loads says what is wrong
+                pass
     return json.loads(body)
 
 
