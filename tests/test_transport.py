@@ -421,3 +421,49 @@ def _wrapped(outer: BaseException, cause: BaseException) -> BaseException:
 @pytest.mark.parametrize("exc", [ValueError("x"), KeyError("y"), httpx.ReadError("plain")])
 def test_what_is_not_aiohttps_is_left_alone(exc: BaseException) -> None:
     assert _transport._as_httpx_error(exc) is None
+
+
+class _Failing(httpx.AsyncByteStream):
+    def __init__(self, during: BaseException | None, closing: BaseException | None) -> None:
+        self._during = during
+        self._closing = closing
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{"
+        if self._during is not None:
+            raise self._during
+
+    async def aclose(self) -> None:
+        if self._closing is not None:
+            raise self._closing
+
+
+async def test_a_body_failing_midway_or_on_close_raises_httpxs_error() -> None:
+    stream = _transport._MappedStream(_Failing(aiohttp.ClientPayloadError("cut"), None))
+    with pytest.raises(httpx.RemoteProtocolError) as caught:
+        _ = [chunk async for chunk in stream]
+    assert isinstance(caught.value.__cause__, aiohttp.ClientPayloadError)
+    closing = _transport._MappedStream(_Failing(None, aiohttp.ClientOSError(32, "pipe")))
+    with pytest.raises(httpx.ReadError):
+        await closing.aclose()
+    # Not aiohttp's: left as it is, for the send path to see as it would with httpx.
+    with pytest.raises(ValueError, match="ours"):
+        _ = [chunk async for chunk in _transport._MappedStream(_Failing(ValueError("ours"), None))]
+    with pytest.raises(KeyError):
+        await _transport._MappedStream(_Failing(None, KeyError("x"))).aclose()
+
+
+async def test_what_the_transport_raises_that_is_not_aiohttps_passes_unchanged() -> None:
+    transport = _transport.AiohttpBackedTransport(httpx.Limits(max_connections=1))
+
+    class Broken:
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            raise LookupError("not a fault of the network")
+
+        async def aclose(self) -> None:
+            return None
+
+    transport._inner = Broken()  # type: ignore[assignment]
+    with pytest.raises(LookupError):
+        await transport.handle_async_request(httpx.Request("POST", "http://127.0.0.1:9/"))
+    await transport.aclose()
