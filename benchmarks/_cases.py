@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -769,6 +770,32 @@ async def _backend_stream(url: str, backend: str, end: datetime, rate_limit: flo
         return _Run(seconds, records, used, stream.progress.requests)
 
 
+def _cpu_reading() -> tuple[float, float, float] | None:
+    """Busy CPU seconds of the whole machine, of this process and its children, and the
+    time (Linux ``/proc/stat``; ``None`` elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    times = os.times()
+    return busy, times.user + times.system, time.monotonic()
+
+
+def _others_share(
+    start: tuple[float, float, float] | None, end: tuple[float, float, float] | None, server: float
+) -> float | None:
+    """The share of the machine's CPU that processes other than this one and the server
+    (``server`` CPU seconds) used between two readings."""
+    if start is None or end is None:
+        return None
+    capacity = (end[2] - start[2]) * (os.cpu_count() or 1)
+    others = (end[0] - start[0]) - (end[1] - start[1]) - server
+    return max(0.0, others) / capacity if capacity > 0 else None
+
+
 def one_process(settings: Settings) -> CaseResult:
     """One process at 100, 500 and 1,000 requests/s, httpx's transport against aiohttp's
     in the same rounds: delivered rate, worst second at the server, client CPU."""
@@ -793,6 +820,7 @@ def one_process(settings: Settings) -> CaseResult:
             "requests": [],
             "server_cpu_ms_per_request": [],
             "fake_answered": [],
+            "others_cpu_share": [],
         }
         for key in keys
     }
@@ -803,9 +831,9 @@ def one_process(settings: Settings) -> CaseResult:
             end = _high_rate_end(rate or max(HIGH_RATES))
             want = expected[rate or max(HIGH_RATES)]
             server.stats()  # from zero
-            before = server.cpu_seconds()
+            before, machine = server.cpu_seconds(), _cpu_reading()
             result = asyncio.run(_backend_stream(server.url, backend, end, rate))
-            after = server.cpu_seconds()
+            after, machine_after = server.cpu_seconds(), _cpu_reading()
             report = server.stats()
             if result.records != want:
                 raise RuntimeError(f"{backend} at {rate}: expected {want}, got {result.records}")
@@ -821,6 +849,9 @@ def one_process(settings: Settings) -> CaseResult:
             row["fake_answered"].append(report["misses"])
             if before is not None and after is not None:
                 row["server_cpu_ms_per_request"].append((after - before) / len(arrivals) * 1e3)
+                share = _others_share(machine, machine_after, after - before)
+                if share is not None:
+                    row["others_cpu_share"].append(share)
 
         _progress(f"warm-up ({tasks:,} tasks: each is built and encoded once)")
         for backend in BACKENDS:
@@ -842,6 +873,8 @@ def one_process(settings: Settings) -> CaseResult:
                    row["cpu_ms_per_1000"]),
             Figure(case, f"  {backend}: no limit, server CPU / request", "ms",
                    row["server_cpu_ms_per_request"]),
+            Figure(case, f"  {backend}: no limit, server's ceiling (1 / its CPU a request)",
+                   "count", [1e3 / ms for ms in row["server_cpu_ms_per_request"]]),
         ]  # fmt: skip
     for rate in HIGH_RATES:
         for backend in BACKENDS:
@@ -856,6 +889,8 @@ def one_process(settings: Settings) -> CaseResult:
             figures += [
                 Figure(case, f"{backend} at {rate}/s: delivered / R", "ratio", row["delivered"],
                        delivered_target),
+                Figure(case, f"  {backend} at {rate}/s: machine's CPU others used", "ratio",
+                       row["others_cpu_share"] or [math.nan]),
                 Figure(case, f"  {backend} at {rate}/s: worst 1 s (server)", "count",
                        row["worst_second"], ("<=", rate + 1), every=True),
                 Figure(case, f"  {backend} at {rate}/s: CPU / 1,000 records", "ms",
