@@ -45,14 +45,20 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 @contextlib.asynccontextmanager
 async def loopback(handler: Handler) -> AsyncIterator[str]:
-    """A raw TCP server on 127.0.0.1 running ``handler`` for each connection."""
+    """A raw TCP server on 127.0.0.1 running ``handler`` for each connection; on exit the
+    handlers still running are cancelled (``wait_closed`` waits for them from 3.12 on)."""
+    running: set[asyncio.Task[Any]] = set()
 
     async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
         try:
             await handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            running.discard(task)
             writer.close()
 
     server = await asyncio.start_server(guarded, "127.0.0.1", 0)
@@ -60,6 +66,9 @@ async def loopback(handler: Handler) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await server.wait_closed()
 
 
