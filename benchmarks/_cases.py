@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from typing import Any, Final
 import _bare
 import httpx
 from _report import Figure
-from _servers import API_KEY, API_SECRET, Server, fake_cli, stats_server
+from _servers import API_KEY, API_SECRET, Server, fake_cli, fast_server, stats_server
 
 from itnio_async import AsyncVoiceClient, GroupCallRecord, Page
 from itnio_async._converter import decode_envelope, make_converter
@@ -729,6 +730,185 @@ def memory(settings: Settings) -> CaseResult:
     return CaseResult(figures, {"setup": setup, "workers": reports})
 
 
+# -- one process at high rates -----------------------------------------------------------
+
+#: The rates of the one-process case, requests per second, and the requests per run at
+#: each (the issue's R x 5: some 5 seconds at the rate).
+HIGH_RATES: Final = (100, 500, 1000)
+HIGH_RATE_SECONDS: Final = 5
+HIGH_RATE_CONCURRENCY: Final = 32
+#: The transports compared: httpx's own, and aiohttp's (the speedups extra).
+BACKENDS: Final = ("httpx", "aiohttp")
+#: Client CPU per 1,000 records at 1,000 requests/s, in ms (the issue's target).
+CPU_PER_1000_TARGET: Final = 8.0
+
+
+def _high_rate_tasks(quick: bool) -> int:
+    """Tasks on the server: enough 100-record pages for the top rate's run (at about
+    98.6 new records a cursor page, see the density above)."""
+    seconds = 2 if quick else HIGH_RATE_SECONDS
+    return int(max(HIGH_RATES) * seconds * 98.6 * 1.03)
+
+
+def _high_rate_end(rate: int) -> datetime:
+    """The end of the window whose records take the run at ``rate`` its requests."""
+    return START + (END - START) * (rate / max(HIGH_RATES))
+
+
+async def _backend_stream(url: str, backend: str, end: datetime, rate_limit: float | None) -> _Run:
+    async with AsyncVoiceClient(
+        API_KEY, API_SECRET, base_url=url, rate_limit=rate_limit, http_backend=backend
+    ) as client:
+        if client.http_backend != backend:
+            raise RuntimeError(f"asked for the {backend} transport, got {client.http_backend}")
+        records = 0
+        cpu, started = time.process_time(), time.perf_counter()
+        stream = client.iter_group_calls(START, end, concurrency=HIGH_RATE_CONCURRENCY)
+        async for _record in stream:
+            records += 1
+        seconds, used = time.perf_counter() - started, time.process_time() - cpu
+        return _Run(seconds, records, used, stream.progress.requests)
+
+
+def _cpu_reading() -> tuple[float, float, float] | None:
+    """Busy CPU seconds of the whole machine, of this process and its children, and the
+    time (Linux ``/proc/stat``; ``None`` elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    times = os.times()
+    return busy, times.user + times.system, time.monotonic()
+
+
+def _others_share(
+    start: tuple[float, float, float] | None, end: tuple[float, float, float] | None, server: float
+) -> float | None:
+    """The share of the machine's CPU that processes other than this one and the server
+    (``server`` CPU seconds) used between two readings."""
+    if start is None or end is None:
+        return None
+    capacity = (end[2] - start[2]) * (os.cpu_count() or 1)
+    others = (end[0] - start[0]) - (end[1] - start[1]) - server
+    return max(0.0, others) / capacity if capacity > 0 else None
+
+
+def one_process(settings: Settings) -> CaseResult:
+    """One process at 100, 500 and 1,000 requests/s, httpx's transport against aiohttp's
+    in the same rounds: delivered rate, worst second at the server, client CPU."""
+    from itnio_async._transport import aiohttp_available
+    from itnio_async.testing import Query
+
+    if not aiohttp_available():
+        raise RuntimeError("the one-process case compares transports: install .[speedups]")
+    tasks = _high_rate_tasks(settings.quick)
+    dataset = Dataset.generate(tasks, seed=1)
+    expected = {
+        rate: dataset.page(Query.build(START, _high_rate_end(rate)), 1, 1)[0] for rate in HIGH_RATES
+    }
+    runs = ("unlimited", *(str(rate) for rate in HIGH_RATES))
+    keys = [f"{backend}/{run}" for backend in BACKENDS for run in runs]
+    raw: dict[str, dict[str, list[float]]] = {
+        key: {
+            "delivered": [],
+            "worst_second": [],
+            "cpu_ms_per_1000": [],
+            "records_per_s": [],
+            "requests": [],
+            "server_cpu_ms_per_request": [],
+            "fake_answered": [],
+            "others_cpu_share": [],
+        }
+        for key in keys
+    }
+    repeats = 1 if settings.quick else min(settings.repeats, 3)
+    with fast_server(tasks) as server:
+
+        def sample(backend: str, rate: int | None) -> None:
+            end = _high_rate_end(rate or max(HIGH_RATES))
+            want = expected[rate or max(HIGH_RATES)]
+            server.stats()  # from zero
+            before, machine = server.cpu_seconds(), _cpu_reading()
+            result = asyncio.run(_backend_stream(server.url, backend, end, rate))
+            after, machine_after = server.cpu_seconds(), _cpu_reading()
+            report = server.stats()
+            if result.records != want:
+                raise RuntimeError(f"{backend} at {rate}: expected {want}, got {result.records}")
+            arrivals = report["arrivals"]
+            row = raw[f"{backend}/{rate or 'unlimited'}"]
+            span = arrivals[-1] - arrivals[0]
+            if rate is not None:
+                row["delivered"].append((len(arrivals) - 1) / span / rate)
+            row["worst_second"].append(report["max_in_any_second"])
+            row["cpu_ms_per_1000"].append(result.client_cpu / result.records * 1e6)
+            row["records_per_s"].append(result.records / result.seconds)
+            row["requests"].append(report["requests"])
+            row["fake_answered"].append(report["misses"])
+            if before is not None and after is not None:
+                row["server_cpu_ms_per_request"].append((after - before) / len(arrivals) * 1e3)
+                share = _others_share(machine, machine_after, after - before)
+                if share is not None:
+                    row["others_cpu_share"].append(share)
+
+        _progress(f"warm-up ({tasks:,} tasks: each is built and encoded once)")
+        for backend in BACKENDS:
+            asyncio.run(_backend_stream(server.url, backend, END, None))
+        for round_ in range(repeats):
+            # Each backend right after the other at each rate; which goes first alternates.
+            order = BACKENDS if round_ % 2 == 0 else BACKENDS[::-1]
+            for rate in (None, *HIGH_RATES):
+                for backend in order:
+                    sample(backend, rate)
+            _progress(f"round {round_ + 1}/{repeats}")
+    case = "one process"
+    figures: list[Figure] = []
+    for backend in BACKENDS:
+        row = raw[f"{backend}/unlimited"]
+        figures += [
+            Figure(case, f"{backend}: no limit, records/s", "rec/s", row["records_per_s"]),
+            Figure(case, f"  {backend}: no limit, CPU / 1,000 records", "ms",
+                   row["cpu_ms_per_1000"]),
+            Figure(case, f"  {backend}: no limit, server CPU / request", "ms",
+                   row["server_cpu_ms_per_request"]),
+            Figure(case, f"  {backend}: no limit, server's ceiling (1 / its CPU a request)",
+                   "count", [1e3 / ms for ms in row["server_cpu_ms_per_request"]]),
+        ]  # fmt: skip
+    for rate in HIGH_RATES:
+        for backend in BACKENDS:
+            row = raw[f"{backend}/{rate}"]
+            fast = backend == "aiohttp"
+            delivered_target: tuple[Any, float] | None = (
+                (">=", 0.95) if fast and rate >= 500 else None
+            )
+            cpu_target: tuple[Any, float] | None = (
+                ("<=", CPU_PER_1000_TARGET) if fast and rate == max(HIGH_RATES) else None
+            )
+            figures += [
+                Figure(case, f"{backend} at {rate}/s: delivered / R", "ratio", row["delivered"],
+                       delivered_target),
+                Figure(case, f"  {backend} at {rate}/s: machine's CPU others used", "ratio",
+                       row["others_cpu_share"] or [math.nan]),
+                Figure(case, f"  {backend} at {rate}/s: worst 1 s (server)", "count",
+                       row["worst_second"], ("<=", rate + 1), every=True),
+                Figure(case, f"  {backend} at {rate}/s: CPU / 1,000 records", "ms",
+                       row["cpu_ms_per_1000"], cpu_target),
+            ]  # fmt: skip
+    setup = {
+        "rates": list(HIGH_RATES),
+        "requests_per_run": f"about rate x {2 if settings.quick else HIGH_RATE_SECONDS}",
+        "concurrency": HIGH_RATE_CONCURRENCY,
+        "page_size": PAGE_SIZE,
+        "tasks": tasks,
+        "records_per_window": {str(rate): count for rate, count in expected.items()},
+        "backends": list(BACKENDS),
+        "server": "benchmarks/_fast_server.py: the fake's dataset, each record encoded once",
+    }
+    return CaseResult(figures, {"setup": setup, "runs": raw})
+
+
 CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {
     "latency": lambda settings: paging(settings, latency=True, users=False),
     "users": lambda settings: paging(settings, latency=False, users=True),
@@ -737,4 +917,5 @@ CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {
     "overhead": overhead,
     "decoding": decoding,
     "memory": memory,
+    "one-process": one_process,
 }

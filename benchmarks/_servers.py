@@ -1,11 +1,13 @@
 """Servers in their own processes, started and always stopped by the benchmark.
 
-Three kinds, each printing one line ``listening on SCHEME://HOST:PORT`` when ready:
+Four kinds, each printing one line ``listening on SCHEME://HOST:PORT`` when ready:
 
 * :func:`fake_cli` runs the fake's own command line, ``python -m itnio_async.testing``;
 * :func:`stats_server` runs ``_stats_server.py`` (beside this file): the same fake served
   by ``itnio_async.testing.serve`` in a thread, which also answers ``stats`` on its stdin
   with what the server saw (arrival times of the requests), for the rate-bound case;
+* :func:`fast_server` runs ``_fast_server.py``: the fake behind a cache of encoded replies,
+  which also reports what it saw, for the one-process case;
 * :func:`counter` runs ``_counter.py``: a UDP counter that stamps each datagram's arrival,
   for the shared-rate case.
 
@@ -30,7 +32,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
-__all__ = ["API_KEY", "API_SECRET", "Server", "counter", "fake_cli", "redis_server", "stats_server"]
+__all__ = [
+    "API_KEY",
+    "API_SECRET",
+    "Server",
+    "counter",
+    "fake_cli",
+    "fast_server",
+    "redis_server",
+    "stats_server",
+]
 
 API_KEY: Final = "bench-key"
 API_SECRET: Final = "bench-secret"  # a throwaway credential of the local fake
@@ -143,6 +154,15 @@ def stats_server(tasks: int, latency: float = 0.0) -> Iterator[Server]:
     """The fake served by ``_stats_server.py``, which reports what it saw on request."""
     script = str(_HERE / "_stats_server.py")
     with _process([script, *_fake_args(tasks, latency)], commands=True) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def fast_server(tasks: int) -> Iterator[Server]:
+    """The fake behind ``_fast_server.py``'s cache of encoded replies (see there); its
+    ``stats()`` also says how many requests the fake itself had to answer (``misses``)."""
+    script = str(_HERE / "_fast_server.py")
+    with _process([script, *_fake_args(tasks, 0.0)], commands=True) as server:
         yield server
 
 

@@ -48,6 +48,7 @@ from ._settings import (
 )
 from ._signing import Credentials, ServerClock, check_credential
 from ._stream import ProgressCallback, StreamOptions, StreamProgress
+from ._transport import check_http_backend, make_transport, pool_size
 
 logger = logging.getLogger("itnio_async")
 
@@ -142,17 +143,10 @@ def _check_timeout(timeout: object, name: str = "timeout") -> httpx.Timeout:
 
 
 def _pool_size(http: httpx.AsyncClient, url: httpx.URL) -> int | None:
-    """The connection limit of the pool that serves ``url``, when it can be read.
-
-    httpx has no public accessor for it: this reads its default transport's httpcore pool
-    and gives ``None`` for any other transport (the caller's ``max_connections`` holds).
-    """
-    try:
-        pool = http._transport_for_url(url)._pool  # type: ignore[attr-defined]
-        size = pool._max_connections
-    except AttributeError:
-        return None
-    return size if isinstance(size, int) and size > 0 else None
+    """The connection limit of the pool that serves ``url``, when it can be read (httpx's
+    own transport, or the aiohttp one); ``None`` for any other transport (the caller's
+    ``max_connections`` holds)."""
+    return pool_size(http._transport_for_url(url))
 
 
 def _attempt_deadline(timeout: httpx.Timeout) -> float:
@@ -206,14 +200,21 @@ class AsyncVoiceClient:
         transport: an ``httpx`` transport for the client's own pool, such as the fake
             vendor's ``fake.transport()``; not with ``http_client``.
         hooks: a ``ClientHooks`` for metrics and tracing (default ``None``).
+        http_backend: the transport of the client's own pool: ``"httpx"`` (httpcore),
+            ``"aiohttp"`` (httpx-aiohttp, the ``speedups`` extra) or ``"auto"`` (the
+            default): aiohttp when httpx-aiohttp is installed and no proxy is set in the
+            environment, else httpx. Leave it ``"auto"`` with ``transport`` or
+            ``http_client``. ``http_backend`` (the property) says which one runs.
 
     Raises:
         TypeError: an argument of the wrong type, naming it.
         ValueError: a missing credential (naming the argument and its variable), a
             credential with a space, control or non-ASCII character, an unsafe
             ``base_url`` (or ``ITNIO_BASE_URL``, then naming the variable), a rate,
-            burst, size or timeout out of range, or ``http_client`` with ``transport``
-            or ``timeout``.
+            burst, size or timeout out of range, ``http_client`` with ``transport``
+            or ``timeout``, an unknown ``http_backend``, ``"aiohttp"`` without
+            httpx-aiohttp installed, or one other than ``"auto"`` with ``transport`` or
+            ``http_client``.
     """
 
     def __init__(
@@ -234,6 +235,7 @@ class AsyncVoiceClient:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         hooks: ClientHooks | None = None,
+        http_backend: str = "auto",
     ) -> None:
         self._state = _State.UNOPENED
         credentials = _take_credentials(api_key, api_secret)
@@ -258,6 +260,12 @@ class AsyncVoiceClient:
             )
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
+        backend = check_http_backend(http_backend)
+        if http_backend != "auto" and (http_client is not None or transport is not None):
+            raise ValueError(
+                "http_backend chooses the client's own transport: pass it, or "
+                "transport= or http_client=, not both"
+            )
         max_connections = check_positive_int("max_connections", max_connections)
         if http_client is None:
             timeout = _check_timeout(timeout)
@@ -296,12 +304,17 @@ class AsyncVoiceClient:
             max_connections = min(max_connections, pool) if pool else max_connections
         self._max_connections = max_connections
         self._owns_http = http_client is None
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if http_client is not None or transport is not None:
+            backend = "custom"
+        elif (own := make_transport(backend, limits)) is not None:
+            transport = own
+        #: "httpx", "aiohttp", or "custom" for a transport= or http_client= of the caller.
+        self._backend = backend
         self._http = http_client or httpx.AsyncClient(
-            transport=transport,
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            transport=transport, timeout=timeout, limits=limits
         )
         self._hooks = hooks
         self._sender = Sender(
@@ -441,6 +454,13 @@ class AsyncVoiceClient:
     def limiter(self) -> RateLimiter:
         """The rate limiter every attempt of this client goes through."""
         return self._limiter
+
+    @property
+    def http_backend(self) -> str:
+        """The transport under this client: ``"httpx"`` (httpcore), ``"aiohttp"``
+        (httpx-aiohttp, from the ``speedups`` extra), or ``"custom"`` (the caller's
+        ``transport=`` or ``http_client=``). See the ``http_backend`` argument."""
+        return self._backend
 
     @property
     def max_connections(self) -> int:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from types import MappingProxyType
-from typing import Any, TypeVar, get_args
+from typing import Any, Final, TypeVar, get_args
 
 import attrs
 import cattrs
@@ -36,6 +36,12 @@ from ._models import (
     Page,
 )
 
+_fast_loads: Callable[[bytes], Any] | None
+try:  # the speedups extra
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - the tests run with the speedups installed
+    _fast_loads = None
+
 __all__ = [
     "WIRE_TIME_FORMAT",
     "Envelope",
@@ -43,6 +49,7 @@ __all__ = [
     "format_iso_time",
     "format_wire_time",
     "make_converter",
+    "parse_json",
 ]
 
 T = TypeVar("T")
@@ -317,6 +324,44 @@ class Envelope:
         self.msg = msg
 
 
+#: Every digit as "0", "[" and "{" as "[", every other byte as a space: a run of digits
+#: stays a run of "0"s, and the containers a body opens can be counted.
+_SHAPE: Final = bytes(
+    0x30 if 0x30 <= byte <= 0x39 else 0x5B if byte in b"[{" else 0x20 for byte in range(256)
+)
+#: The shortest integer orjson reads as a float, -9223372036854775809, has 19 digits.
+_LONG_DIGIT_RUN: Final = b"0" * 19
+#: Bodies that open more containers go to ``json``: orjson nests up to 1,024 deep, json
+#: as deep as the interpreter's recursion limit lets it from where it is called (less
+#: than 1,000), so between the two they would disagree. A page of 100 records opens 102.
+_MOST_CONTAINERS: Final = 256
+
+
+def parse_json(body: bytes) -> Any:
+    """``json.loads(body)``, exactly: the same value or the same exception.
+
+    With ``orjson`` installed (the ``speedups`` extra) it parses first, about three times
+    as fast on a page of records. Whatever it refuses goes to ``json.loads``, which then
+    decides: orjson is stricter (UTF-8 only, no ``NaN``, no lone surrogate, no byte-order
+    mark, no infinite float), so a body it refuses may still be JSON to ``json``, and a
+    body both refuse fails with ``json``'s own error. Two bodies orjson would read but
+    ``json`` not alike go to ``json`` without asking orjson: one with a run of 19 digits
+    or more (orjson reads an integer beyond 64 bits as a float; such an integer has 19
+    digits at least), and one opening more than ``_MOST_CONTAINERS`` arrays and objects
+    (orjson reads nesting deeper than ``json`` can). Spotting both costs a sixth of what
+    orjson saves. Where both accept a body they read it alike (checked with hypothesis
+    in ``tests/test_converter.py``).
+    """
+    if _fast_loads is not None:
+        shape = body.translate(_SHAPE)
+        if _LONG_DIGIT_RUN not in shape and shape.count(b"[") <= _MOST_CONTAINERS:
+            try:
+                return _fast_loads(body)
+            except ValueError:  # orjson.JSONDecodeError; json.loads says what is wrong
+                pass
+    return json.loads(body)
+
+
 def decode_envelope(body: bytes, status_code: int) -> Envelope:
     """Parse a reply body; raise the typed error for a non-zero code or a malformed body.
 
@@ -325,7 +370,7 @@ def decode_envelope(body: bytes, status_code: int) -> Envelope:
     ``reason`` instead of ``code`` and ``msg``: the same codes, read the same way.
     """
     try:
-        parsed = json.loads(body)
+        parsed = parse_json(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponseError("not JSON", status_code=status_code, body=_text(body)) from exc
     if not isinstance(parsed, dict):

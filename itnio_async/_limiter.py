@@ -75,10 +75,17 @@ def check_burst(burst: object) -> int:
 #: serving 100 concurrent requests on the same loop; 3% was.
 RATE_MARGIN = 0.03
 #: How late a waiter may wake and still keep the schedule, in seconds. Timers on epoll
-#: round up to whole milliseconds, so a strict bucket loses up to 1 ms per request, which
-#: at 100 requests/s is 5% of the rate; a bucket this much larger than ``burst`` lets the
-#: next request make that up, and costs at most this much of early start after an idle spell.
-MAX_LATENESS = 0.002
+#: round up to whole milliseconds, and a busy loop (decoding pages, say) wakes a waiter
+#: later still, so a strict bucket loses that much per request: 1 ms is 5% of the rate at
+#: 100 requests/s and half of it at 1,000/s. A bucket this much larger than ``burst``
+#: (``MAX_LATENESS * rate`` tokens of slack, however high the rate) lets the next
+#: requests make it up. It is time, not a share of one interval: capped at a quarter of
+#: an interval, the slack covered only 0.26 ms at 1,000/s and the bucket lost 10-13% of
+#: the rate there. What it costs: after an idle spell, requests may start this much early,
+#: so one second holds at most ``burst + rate * (1 + MAX_LATENESS) / (1 + RATE_MARGIN)``
+#: grants, 0.976 x rate + burst, which leaves 24 ms of jitter before a server could count
+#: more than ``rate + 1``.
+MAX_LATENESS = 0.005
 
 
 class LocalRateLimiter:
@@ -135,7 +142,8 @@ class LocalRateLimiter:
             bucket = self._bucket
             if bucket is None:
                 interval = (1.0 + RATE_MARGIN) / self.rate
-                capacity = self.burst + min(MAX_LATENESS, interval / 4) / interval
+                # The slack is MAX_LATENESS of time at any rate (see there).
+                capacity = self.burst + MAX_LATENESS / interval
                 bucket = self._bucket = AsyncLimiter(capacity, capacity * interval)
             # aiolimiter adds to the bucket only after its wait returns, so a waiter that
             # is cancelled takes no capacity.

@@ -112,7 +112,8 @@ def test_bad_settings_fail_at_construction_naming_the_setting(
 
 
 def test_the_owned_connection_pool_is_sized_for_the_clients_concurrency() -> None:
-    client = AsyncVoiceClient(KEY, SECRET, max_connections=7)
+    # httpx's own pool (the aiohttp one: tests/test_transport.py).
+    client = AsyncVoiceClient(KEY, SECRET, max_connections=7, http_backend="httpx")
     pool = client._http._transport._pool  # type: ignore[attr-defined]
     assert pool._max_connections == 7
     assert client.max_connections == 7

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from itnio_async import _converter
 from itnio_async._converter import (
     WIRE_TIME_FORMAT,
     decode_envelope,
@@ -27,6 +28,7 @@ from itnio_async._errors import (
     InvalidParameterError,
     IPRestrictedError,
     ItnioAPIError,
+    ItnioError,
     MalformedResponseError,
     TimestampExpiredError,
     VendorServerError,
@@ -665,3 +667,124 @@ def test_any_non_zero_code_raises_an_api_error_with_its_int_code(
 def test_arbitrary_bytes_never_escape_as_anything_but_the_documented_errors(body: bytes) -> None:
     with contextlib.suppress(MalformedResponseError, ItnioAPIError):
         decode_envelope(body, 200)
+
+
+# -- the two JSON parsers: orjson where installed, json otherwise -------------------------
+
+needs_orjson = pytest.mark.skipif(
+    _converter._fast_loads is None, reason="orjson (the speedups extra) is not installed"
+)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, type for type, with NaN equal to itself and -0.0 apart from 0.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _outcome(body: bytes, *, fast: bool) -> tuple[str, object]:
+    """What decode_envelope makes of ``body`` through one parser: the envelope's fields,
+    or the error's type, message, status and excerpt."""
+    saved = _converter._fast_loads
+    _converter._fast_loads = saved if fast else None
+    try:
+        envelope = decode_envelope(body, 200)
+    except ItnioError as exc:
+        excerpt = getattr(exc, "body", None)
+        return "error", (type(exc), str(exc), getattr(exc, "status_code", None), excerpt)
+    finally:
+        _converter._fast_loads = saved
+    return "ok", (envelope.data, envelope.msg)
+
+
+def _both_alike(body: bytes) -> None:
+    fast, slow = _outcome(body, fast=True), _outcome(body, fast=False)
+    assert fast[0] == slow[0], (body, fast, slow)
+    if fast[0] == "ok":
+        assert _same(fast[1], slow[1]), (body, fast, slow)
+    else:
+        assert fast[1] == slow[1]
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@needs_orjson
+def test_the_fast_path_is_the_one_taken_when_orjson_is_installed() -> None:
+    import orjson
+
+    assert _converter._fast_loads is orjson.loads
+
+
+@needs_orjson
+@given(data=_json_values, code=st.sampled_from([0, "0", 5, "-16", None, 2.0]))
+def test_both_parsers_read_any_envelope_alike(data: object, code: object) -> None:
+    envelope = {"code": code, "msg": "success", "data": data}
+    for ensure_ascii in (True, False):
+        _both_alike(
+            json.dumps(envelope, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
+        )
+
+
+@needs_orjson
+@given(body=st.binary(max_size=64))
+def test_both_parsers_refuse_any_bytes_alike(body: bytes) -> None:
+    _both_alike(body)
+
+
+@needs_orjson
+@given(
+    data=_json_values,
+    cut=st.integers(min_value=0, max_value=200),
+    junk=st.sampled_from([b"", b"\xff", b"\xef\xbb\xbf", b"NaN", b"\x00", b"}", b'"\\ud800"']),
+)
+def test_both_parsers_treat_a_damaged_body_alike(data: object, cut: int, junk: bytes) -> None:
+    body = json.dumps({"code": 0, "msg": "ok", "data": data}).encode()
+    _both_alike(body[:cut] + junk + body[cut:])
+    _both_alike(junk + body)
+
+
+@needs_orjson
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"code":0,"msg":"ok","data":NaN}',  # json's extension, refused by orjson
+        b'{"code":0,"msg":"ok","data":123456789012345678901234567890}',  # past 64 bits
+        b'{"code":0,"msg":"ok","data":"\\ud800"}',  # a lone surrogate
+        b'\xef\xbb\xbf{"code":0,"msg":"ok","data":1}',  # a UTF-8 byte-order mark
+        '{"code":0,"msg":"ok","data":"é"}'.encode("utf-16"),  # json reads UTF-16 too
+        b'{"code":0,"msg":"ok","data":' + b"[" * 5000 + b"]" * 5000 + b"}",  # too deep
+        b'{"code":0,"code":5,"msg":"dup","data":null}',  # the last duplicate wins
+    ],
+)
+def test_what_orjson_refuses_is_decided_by_json(body: bytes) -> None:
+    _both_alike(body)
+
+
+@needs_orjson
+@pytest.mark.parametrize("depth", [200, 300, 990, 1010, 1030])
+def test_a_deeply_nested_body_is_read_as_json_reads_it(depth: int) -> None:
+    # orjson nests up to 1,024 levels, json only as deep as the recursion limit allows
+    # from where it runs: unknown fields are ignored, so this body is a success to
+    # whichever parser can read it.
+    nested = b"[" * depth + b"]" * depth
+    _both_alike(b'{"code":0,"msg":"ok","data":{"records":[],"x":' + nested + b"}}")
