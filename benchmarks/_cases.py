@@ -7,6 +7,7 @@ and reported as the median of the per-round ratios with their min-max.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import timeit
+import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,7 +27,16 @@ from typing import Any, Final
 import _bare
 import httpx
 from _report import Figure
-from _servers import API_KEY, API_SECRET, Server, fake_cli, fast_server, stats_server
+from _servers import (
+    API_KEY,
+    API_SECRET,
+    Server,
+    counter,
+    fake_cli,
+    fast_server,
+    redis_server,
+    stats_server,
+)
 
 from itnio_async import AsyncVoiceClient, GroupCallRecord, Page
 from itnio_async._converter import decode_envelope, make_converter
@@ -909,6 +920,151 @@ def one_process(settings: Settings) -> CaseResult:
     return CaseResult(figures, {"setup": setup, "runs": raw})
 
 
+# -- one rate shared by several processes ------------------------------------------------
+
+#: The shared-rate case: every rate with every number of processes.
+SHARED_RATES: Final = (50, 200, 1000)
+SHARED_WORKERS: Final = (1, 4, 8)
+#: Tasks per worker process, each looping on acquire-and-send.
+SHARED_CONCURRENCY: Final = 8
+#: The first second of a run (processes starting, the limiter's slow start) is left out of
+#: the delivered rate; the densest second is taken over the whole run.
+SHARED_SETTLE: Final = 1.0
+_WORKER_TIMEOUT: Final = 60.0
+
+
+def _most_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    best = first = 0
+    for last, now in enumerate(times):
+        while now - times[first] >= 1.0:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def _shared_run(
+    server: Server, redis_url: str, limiter: str, rate: int, workers: int, seconds: float
+) -> dict[str, Any]:
+    """W worker processes on one limiter for ``seconds``; what the counter saw."""
+    port = server.url.rsplit(":", 1)[1]
+    command = [
+        sys.executable, str(_HERE / "_shared_worker.py"),
+        "--limiter", limiter,
+        "--rate", str(rate),
+        "--workers", str(workers),
+        "--redis-url", redis_url,
+        "--prefix", f"bench:{uuid.uuid4().hex[:12]}",
+        "--counter-port", port,
+        "--seconds", repr(seconds),
+        "--concurrency", str(SHARED_CONCURRENCY),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    processes = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(workers)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"shared worker ({limiter}) did not start: {line!r}")
+        server.stats()  # forget the warm-up
+        started = time.time()  # the counter stamps with the kernel's wall clock
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        reports = []
+        for process in processes:
+            out, _ = process.communicate(timeout=seconds + _WORKER_TIMEOUT)
+            if process.returncode != 0:
+                raise RuntimeError(f"shared worker ({limiter}) failed with {process.returncode}")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    arrivals = sorted(server.stats()["arrivals"])
+    grants = sum(report["grants"] for report in reports)
+    if len(arrivals) != grants:
+        raise RuntimeError(f"shared ({limiter}): {grants} grants sent, {len(arrivals)} arrived")
+    steady = [t for t in arrivals if started + SHARED_SETTLE <= t < started + seconds]
+    return {
+        "delivered": len(steady) / ((seconds - SHARED_SETTLE) * rate),
+        "most_in_any_second": _most_in_any_second(arrivals),
+        "requests": len(arrivals),
+        "failures": sum(report["failures"] for report in reports),
+        "client_cpu_s": sum(report["cpu_s"] for report in reports),
+    }
+
+
+def shared(settings: Settings) -> CaseResult:
+    """One account's rate shared by W processes: delivered / R and the densest second.
+
+    Side by side in each round: our Redis limiter, W local buckets at R / W, and
+    ``throttled-py``'s GCRA on the same Redis when it is installed (the ``bench`` extra).
+    """
+    limiters = ["redis", "local"]
+    if importlib.util.find_spec("throttled") is not None:
+        limiters.append("throttled")
+    else:
+        _progress("throttled-py is not installed (pip install -e '.[bench]'): left out")
+    seconds = 3.0 if settings.quick else 4.0
+    repeats = 1 if settings.quick else min(settings.repeats, 3)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with redis_server() as redis_url, counter() as server:
+        server.stats()
+        for round_ in range(repeats):
+            for rate in SHARED_RATES:
+                for workers in SHARED_WORKERS:
+                    for limiter in limiters:
+                        result = _shared_run(server, redis_url, limiter, rate, workers, seconds)
+                        runs.setdefault(f"{limiter} R={rate} W={workers}", []).append(result)
+                _progress(f"round {round_ + 1}/{repeats}: R={rate} done")
+    names = {
+        "redis": "RedisRateLimiter",
+        "local": "W local buckets at R/W",
+        "throttled": "throttled-py GCRA",
+    }
+    figures: list[Figure] = []
+    case = "shared rate"
+    for rate in SHARED_RATES:
+        for workers in SHARED_WORKERS:
+            for limiter in limiters:
+                samples = runs[f"{limiter} R={rate} W={workers}"]
+                ours = limiter == "redis"
+                goal = 0.95 if rate < 1000 else 0.90
+                figures += [
+                    Figure(
+                        case,
+                        f"R={rate} W={workers} {names[limiter]}: delivered / R",
+                        "ratio",
+                        [sample["delivered"] for sample in samples],
+                        (">=", goal) if ours else None,
+                    ),
+                    Figure(
+                        case,
+                        f"R={rate} W={workers} {names[limiter]}: max in any 1 s",
+                        "count",
+                        [sample["most_in_any_second"] for sample in samples],
+                        ("<=", rate + 1) if ours else None,
+                        every=ours,
+                    ),
+                ]
+    setup = {
+        "rates": SHARED_RATES,
+        "workers": SHARED_WORKERS,
+        "concurrency_per_worker": SHARED_CONCURRENCY,
+        "seconds": seconds,
+        "settle_s": SHARED_SETTLE,
+        "limiters": limiters,
+    }
+    return CaseResult(figures, {"setup": setup, "runs": runs})
+
+
 CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {
     "latency": lambda settings: paging(settings, latency=True, users=False),
     "users": lambda settings: paging(settings, latency=False, users=True),
@@ -918,4 +1074,5 @@ CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {
     "decoding": decoding,
     "memory": memory,
     "one-process": one_process,
+    "shared": shared,
 }
