@@ -52,7 +52,14 @@ def _submit_second(record: CallRecord) -> datetime:
         raise MalformedResponseError(
             f"call record {record.voice_id!r} has no submitTime", status_code=200, body=""
         )
-    return submitted.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    try:
+        return submitted.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    except OverflowError:  # a time at the edge of year 1 or 9999, in another offset
+        raise MalformedResponseError(
+            f"call record {record.voice_id!r} has a submitTime out of range: {submitted}",
+            status_code=200,
+            body="",
+        ) from None
 
 
 def _voice_id(record: CallRecord) -> str:

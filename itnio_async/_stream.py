@@ -395,6 +395,11 @@ class _Engine(Generic[T]):
         except ItnioError as error:
             self._fail(error)
             return
+        except Exception as error:
+            # Raised in a done callback, anything else would go to the loop's exception
+            # handler, and the stream would wait for ever: the consumer gets it instead.
+            self._fail(error)
+            return
         self._cancel(plan.obsolete())
 
     def _fall_back(self, signal: Fallback) -> None:

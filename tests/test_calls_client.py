@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -273,3 +274,16 @@ async def test_bad_arguments_are_refused_naming_them(
 async def test_end_before_start_is_refused(make_client: Factory) -> None:
     with pytest.raises(ValueError, match="before start"):
         await make_client(ScriptedVendor()).query_call_records(recent(2), recent(3))
+
+
+async def test_a_call_time_at_the_edge_of_the_calendar_is_malformed_not_a_hang(
+    make_client: Factory,
+) -> None:
+    """Its UTC second overflows: raised where the engine took the reply, it went to the
+    loop's exception handler, and the stream waited for ever."""
+    vendor = ScriptedVendor(page_of([call(submitted="0001-01-01T00:30:00+01:00")]))
+    stream = make_client(vendor).iter_call_records(recent(3), recent(1))
+    async with asyncio.timeout(10):
+        with pytest.raises(MalformedResponseError, match="out of range"):
+            async for _ in stream:
+                pass
