@@ -977,9 +977,13 @@ class AsyncVoiceClient:
         if isinstance(resume_from, str):
             resume_from = StreamCursor.from_string(resume_from)
         if isinstance(resume_from, StreamCursor):
-            if clamp_start is True and query.start < resume_from.start:
-                # Clamped before, to the then oldest time: the cursor's start stands.
-                query = self._call_query(resume_from.start, query.end, False)
+            if clamp_start is True and resume_from.start < query.start:
+                # Clamped before, to the then oldest time, which has moved on with the
+                # clock since: the cursor's start stands (refused if now too old).
+                # The query's and the cursor's times are naive UTC.
+                query = self._call_query(
+                    resume_from.start.replace(tzinfo=UTC), query.end.replace(tzinfo=UTC), False
+                )
             if resume_from.requested_end == requested_end:
                 query = query.with_window(query.start, resume_from.end)
         else:

@@ -204,6 +204,37 @@ def test_a_window_older_than_two_months_is_refused_before_any_request_or_clamped
     assert NOW - timedelta(days=62) <= oldest <= NOW - timedelta(days=58)
 
 
+def test_a_clamped_stream_resumes_after_the_oldest_allowed_time_has_moved_on() -> None:
+    """The clamp follows the clock: resumed later, a clamped stream keeps its cursor's start
+    (it was refused as another window once a second had passed)."""
+    oldest = NOW - timedelta(days=70)
+
+    async def main() -> tuple[list[str], list[str]]:
+        fake = make_fake(tasks=30)
+        got: list[str] = []
+        async with make_client(fake) as client:
+            pages = client.iter_call_record_pages(oldest, END, page_size=10, clamp_start=True)
+            async with pages:
+                async for page in pages:
+                    got += [record.voice_id for record in page.records]
+                    if len(got) >= 25:
+                        break
+                cursor = pages.progress.resume_from  # where the pages handed out end
+        assert cursor is not None
+        fake.clock_offset = 1800.0  # half an hour on, by the vendor's clock
+        async with make_client(fake) as client:
+            await client.get_group_call(next(iter(fake.dataset)).job_id)  # learns the clock
+            rest = client.iter_call_records(
+                oldest, END, page_size=10, clamp_start=True, resume_from=str(cursor)
+            )
+            got += [record.voice_id for record in await collect(rest)]
+            want = expected(fake, cursor.start.replace(tzinfo=UTC), END)
+        return got, want
+
+    got, want = virtual(main)
+    assert got == want
+
+
 def test_the_end_is_frozen_so_calls_made_meanwhile_do_not_shift_pages() -> None:
     async def main() -> tuple[list[str], list[str], StreamProgress]:
         fake = make_fake()
