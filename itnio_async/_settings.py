@@ -92,8 +92,13 @@ def check_base_url(base_url: object, name: str = "base_url") -> httpx.URL:
         url = httpx.URL(base_url)
     except httpx.InvalidURL:
         raise ValueError(f"{name} is not a valid URL") from None
-    # Never echo a password: show the URL with its userinfo masked.
-    shown = f"{url.scheme}://***@{url.netloc.decode()}{url.path}" if url.userinfo else base_url
+    # Never echo a password or a token: show the URL with its userinfo masked and without
+    # its query or fragment (``?token=...``).
+    shown = base_url
+    if url.userinfo or url.query or url.fragment:
+        masked = "***@" if url.userinfo else ""
+        shown = f"{url.scheme}://{masked}{url.netloc.decode()}{url.path}"
+        shown += "?…" if url.query else "#…" if url.fragment else ""
     if url.userinfo:
         raise ValueError(
             f"{name} must not hold a user name or password, got {shown!r}: the vendor "

@@ -648,3 +648,14 @@ def test_the_time_window_stays_exactly_as_given_for_naive_times() -> None:
 
     query = GroupCallQuery.build(START, END + timedelta(microseconds=999))
     assert query.body(1, 10)["params"]["endTime"] == "2024-06-03 15:13:01"
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.test/?token=SECRET123", "https://api.test/v1#SECRET123"]
+)
+def test_a_base_url_with_a_query_is_refused_without_echoing_it(url: str) -> None:
+    """A query or a fragment can carry a token: the error names the argument, not them."""
+    with pytest.raises(ValueError, match="base_url must not have a query") as info:
+        AsyncVoiceClient(KEY, SECRET, base_url=url)
+    assert "SECRET123" not in str(info.value)
+    assert "api.test" in str(info.value)
