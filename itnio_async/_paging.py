@@ -464,6 +464,9 @@ class CursorPlan(Generic[T]):
         self._release_after_cuts = False
         # Records the frontier still holds below what is planned, as last told.
         self._frontier_records = 0
+        # The times of the reply the frontier's top came from, newest first: what of
+        # them lies in the frontier's window is at the top of its offset pages too.
+        self._frontier_top: tuple[datetime, ...] = ()
         # Fetches the task layer should cancel: their answers are no longer wanted.
         self._obsolete: list[int] = []
         # Whether a reply showed a record at the second its request ended on.
@@ -526,9 +529,11 @@ class CursorPlan(Generic[T]):
         # and take() would then consume them, unblock the next slice and return None
         # with a fetch due that nobody asks for: the stream waited forever.
         self._skip_moves()
-        if self._start_slices(out) and self._plan_cuts(out):
-            # The frontier was just let go, to be fetched by cursor: start it now, as
-            # nothing else may be in flight to bring the task layer back here.
+        if self._start_slices(out) and (self._plan_cuts(out) or self._cuts):
+            # The frontier was just let go, to be fetched by cursor, or a batch of cuts
+            # was just asked for, while which the frontier's top is fetched by cursor:
+            # start it now, as nothing else may be in flight to bring the task layer
+            # back here, and a worker left idle for a round is a round lost.
             self._start_slices(out)
         return out
 
@@ -565,6 +570,7 @@ class CursorPlan(Generic[T]):
             if len(page.records) < page.total and s is self._slices[-1]:
                 s.frontier = True
                 self._frontier_records = page.total - len(page.records)
+                self._frontier_top = times
         if purpose == "second":
             self._on_second(s, fetch, page, times)
         else:
@@ -638,7 +644,12 @@ class CursorPlan(Generic[T]):
                 return False
             if len(self._in_flight) >= self._concurrency:
                 return False
-            if s.done or s.frontier or s.in_flight is not None:
+            if s.done or s.in_flight is not None:
+                continue
+            if s.frontier and not (self._cuts and s is self._slices[-1]):
+                # The frontier is cut, not fetched, except while a batch of cuts is in
+                # flight: what it keeps then is the batch's top slice (the cuts take
+                # from below), paged from its position like any other slice.
                 continue
             if s is not head and ahead + len(self._in_flight) >= self._read_ahead:
                 return False
@@ -759,8 +770,10 @@ class CursorPlan(Generic[T]):
     def _on_cursor(self, s: _Slice[T], page: Page[T], times: tuple[datetime, ...]) -> None:
         top = s.time
         self._accept(s, page.records, times)
-        if len(page.records) == page.total or s.time < s.lo:
-            s.done = True  # the reply held all that is left of the slice
+        if len(page.records) == page.total or s.time < s.lo or (times and times[-1] < s.lo):
+            # The reply held all that is left of the slice (it reached below the slice
+            # when a cut moved the slice's bottom up while it was in flight).
+            s.done = True
         elif not times or times[-1] >= top:
             # A full page that never got below the position's second: page that second.
             s.second = _Second(top, top, self._end_for(top))
@@ -824,32 +837,38 @@ class CursorPlan(Generic[T]):
         longest = max(MIN_SLICE_PAGES, self._read_ahead // self._concurrency)
         slices = max(1, min(free, rest // MIN_SLICE_PAGES))
         each = math.ceil(rest / slices) if rest else 0
-        # Cut ``j`` is page ``j * each`` of the frontier, in pages of ``size`` records:
-        # each slice is then ``each`` such pages, fetched as its cut and ``each - 1``
-        # cursor pages, and the top slice (idle while the cuts are answered) one less. A
-        # cursor page reads its boundary second again, so at the vendor's largest page it
-        # moves on by at most ``max_size - 1`` records: ``size`` is chosen smaller than
-        # that where the frontier allows, or every slice would need one more request (and
-        # one more round trip) than the pages it holds.
+        # The frontier's top is the batch's top slice, fetched by cursor while the cuts
+        # are answered, and cut ``j`` is page ``j * each + 1`` of the frontier's window
+        # in pages of ``size`` records: each slice is then ``each`` such pages, fetched
+        # as its cut and ``each - 1`` cursor pages (the top slice as ``each`` cursor
+        # pages). A cursor page reads its boundary second again, so at the vendor's
+        # largest page it moves on by less than a page: ``size`` is the smallest that
+        # still covers the frontier's window, so that every slice keeps as much room as
+        # it can for those repeats. Had they no room, every slice would need one more
+        # request (and one more round trip) than the pages it holds.
         if each > longest:
             # Part of the frontier, in slices of ``longest`` pages of what a cursor page
             # moves on by, with room for a boundary second of two records.
             each, cuts, self._release_after_cuts = longest, free, False
             size = max(1, min(self._size, self._max_size - 2))
+            pages = [j * each for j in range(1, cuts + 1)]
         else:
-            # The whole frontier, spread evenly.
+            # The whole frontier, spread evenly; its window also holds what the top
+            # slice already has at its position's second (and the second above it,
+            # while ``endTime`` is not proven inclusive).
             cuts, self._release_after_cuts = slices - 1, True
-            size = max(1, min(self._size, math.ceil(records / max(1, slices * each - 1))))
-        pages = [j * each for j in range(1, cuts + 1)]
+            top, end = frontier.time, self._end_for(frontier.time)
+            window = records + sum(1 for at in self._frontier_top if top <= at <= end)
+            size = max(1, min(self._size, math.ceil(window / max(1, slices * each))))
+            pages = [j * each + 1 for j in range(1, cuts + 1)]
         if self._size + 2 <= self._max_size:
             # A cursor page below the vendor's largest asks for its repeats on top, and
             # moves on by a whole page: the cuts keep the stream's own page size, and
-            # share the frontier's ``rest + 1`` pages out evenly (the slice above the
-            # first cut also takes page 1 of the frontier's window).
+            # share the frontier's ``rest`` pages out evenly.
             size = self._size
             if self._release_after_cuts:
-                share = (rest + 1) / slices
-                pages = [max(2, round(j * share)) for j in range(1, cuts + 1)]
+                share = rest / slices
+                pages = [max(2, round(j * share) + 1) for j in range(1, cuts + 1)]
         if cuts <= 0:
             frontier.frontier = False  # small enough: fetch it by cursor
             return True
@@ -874,8 +893,10 @@ class CursorPlan(Generic[T]):
                 break  # the frontier is shorter than planned
             times = tuple([self._time_of(record) for record in reply.records])
             first = times[0]
-            if first > frontier.time or first < frontier.lo:
-                continue  # overlaps what is fetched already (the result shifted): unused
+            if frontier.done or first > frontier.time or first < frontier.lo:
+                # Overlaps what is fetched already (the result shifted, or the top
+                # slice's own cursor pages got there first): unused.
+                continue
             # The frontier keeps ``first`` and above; a new frontier takes what is below.
             below: _Slice[T] = _Slice.new(frontier.lo, first - _SECOND)
             frontier.lo, frontier.frontier = first, False
@@ -891,6 +912,7 @@ class CursorPlan(Generic[T]):
             self._slices.append(below)
             frontier = below
             left = max(0, reply.total - cut.page * cut.size)
+            self._frontier_top = times
         self._frontier_records = left
         if self._release_after_cuts or self._frontier_records == 0:
             frontier.frontier = False

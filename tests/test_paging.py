@@ -13,6 +13,7 @@ the cursor's string, as a user would).
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import math
 import random
@@ -573,6 +574,120 @@ def test_a_small_rest_after_the_first_reply_is_asked_for_at_once() -> None:
     assert second.end < END
 
 
+class SortedVendor:
+    """A still result of many records, with an inclusive end, answered by bisection: the
+    model vendor sorts its records on every answer, too slow for 20,000 of them."""
+
+    def __init__(self, records: list[Rec]) -> None:
+        self.records = sorted(records, key=lambda r: (r.created, r.ident), reverse=True)
+        # Ascending keys for bisect: the records are newest first.
+        self.keys = [-(r.created - START).total_seconds() for r in self.records]
+
+    def answer(self, fetch: Fetch) -> Page[Rec]:
+        lo = bisect.bisect_left(self.keys, -(fetch.end - START).total_seconds())
+        hi = bisect.bisect_right(self.keys, -(fetch.start - START).total_seconds())
+        first = lo + (fetch.page - 1) * fetch.size
+        records = tuple(self.records[first : min(hi, first + fetch.size)])
+        total = hi - lo
+        return Page(records, total, fetch.size, fetch.page, math.ceil(total / fetch.size))
+
+
+def in_round_trips(plan: CursorPlan[Rec], vendor: SortedVendor) -> tuple[list[Rec], int, int]:
+    """Drive ``plan`` in lockstep round trips: every fetch asked for in one round trip is
+    answered in the next, and the consumer takes every batch as soon as it is ready.
+
+    Returns the records, the round trips and the requests."""
+    records: list[Rec] = []
+    trips = sent = 0
+    due = plan.due()
+    while due:
+        trips += 1
+        sent += len(due)
+        following: list[Fetch] = []
+        for fetch in due:
+            plan.on_reply(fetch, vendor.answer(fetch))
+            while (batch := plan.take()) is not None:
+                records.extend(batch.records)
+            dropped = set(plan.obsolete())
+            following = [f for f in following if f.key not in dropped]
+            following.extend(plan.due())
+        due = following
+    assert plan.finished
+    return records, trips, sent
+
+
+def calls_of_tasks(tasks: int, calls: int) -> list[Rec]:
+    """Records the way a task's calls are submitted: three to a second, from one second
+    after the task on; tasks far enough apart that no two share a second."""
+    gap = 2 + calls // 3
+    return [
+        Rec(at(task * gap + 1 + index // 3), task * calls + index + 1)
+        for task in range(tasks)
+        for index in range(calls)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("records", "concurrency"),
+    [
+        pytest.param(calls_of_tasks(200, 100), 16, id="three-to-a-second-16"),
+        pytest.param(calls_of_tasks(200, 100), 8, id="three-to-a-second-8"),
+        pytest.param([Rec(at(i), i + 1) for i in range(20_000)], 16, id="one-a-second-16"),
+    ],
+)
+def test_a_still_result_at_the_vendors_page_takes_the_fewest_round_trips(
+    records: list[Rec], concurrency: int
+) -> None:
+    """200 pages of 100 take the first page alone, then as many round trips as
+    ``concurrency`` workers need for what is left, in pages of what a cursor page moves
+    on by: it reads its boundary second again (three records here), so less than a page.
+    The cuts must leave each slice room for that, and the batch's top slice must not sit
+    idle while the cuts are answered: it did, and at concurrency 16 three records to a
+    second took 15 round trips, not 14."""
+    vendor = SortedVendor(records)
+    window = (START, START + timedelta(seconds=(records[-1].created - START).total_seconds()))
+    plan = CursorPlan(
+        (Range(*window),),
+        window=window,
+        page_size=100,
+        concurrency=concurrency,
+        ordered=True,
+        limit=None,
+        read_ahead=stream_read_ahead(100, concurrency),
+        time_of=time_of,
+        id_of=id_of,
+    )
+    out, trips, sent = in_round_trips(plan, vendor)
+    assert out == vendor.records
+    # A cursor page moves on by 100 less the records of its boundary second seen already.
+    shared = max(Counter(r.created for r in records).values())
+    moves = math.ceil((len(records) - 100) / (100 - shared))
+    assert trips <= 1 + math.ceil(moves / concurrency)
+    assert sent <= bound_when_still(math.ceil(len(records) / 100), concurrency)
+
+
+def test_the_top_slice_is_fetched_while_the_cuts_are_answered() -> None:
+    vendor = SortedVendor(calls_of_tasks(50, 100))
+    plan = CursorPlan(
+        (Range(START, at(10_000)),),
+        window=(START, at(10_000)),
+        page_size=100,
+        concurrency=6,
+        ordered=True,
+        limit=None,
+        read_ahead=stream_read_ahead(100, 6),
+        time_of=time_of,
+        id_of=id_of,
+    )
+    [first] = plan.due()
+    plan.on_reply(first, vendor.answer(first))
+    due = plan.due()
+    assert len(due) == 6
+    cursor = [f for f in due if f.page == 1]
+    assert len(cursor) == 1  # the top slice, from its position
+    assert cursor[0].end <= first.end
+
+
 @SETTINGS
 @given(
     seed=SEEDS,
@@ -746,11 +861,13 @@ def _encoded(payload: bytes) -> str:
     return "itc1." + base64.urlsafe_b64encode(payload).decode().rstrip("=")
 
 
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
-    ),
+    _nested,
     max_leaves=12,
 )
 #: A cursor's fields with any JSON in them.
