@@ -52,14 +52,25 @@ def _submit_second(record: CallRecord) -> datetime:
         raise MalformedResponseError(
             f"call record {record.voice_id!r} has no submitTime", status_code=200, body=""
         )
-    try:
-        return submitted.astimezone(UTC).replace(tzinfo=None, microsecond=0)
-    except OverflowError:  # a time at the edge of year 1 or 9999, in another offset
-        raise MalformedResponseError(
-            f"call record {record.voice_id!r} has a submitTime out of range: {submitted}",
-            status_code=200,
-            body="",
-        ) from None
+    if submitted.tzinfo is not UTC:
+        try:
+            submitted = submitted.astimezone(UTC)
+        except OverflowError:  # a time at the edge of year 1 or 9999, in another offset
+            raise MalformedResponseError(
+                f"call record {record.voice_id!r} has a submitTime out of range: {submitted}",
+                status_code=200,
+                body="",
+            ) from None
+    # Made anew, not with ``replace(tzinfo=None, microsecond=0)``: a third of the cost,
+    # for every record of the stream.
+    return datetime(
+        submitted.year,
+        submitted.month,
+        submitted.day,
+        submitted.hour,
+        submitted.minute,
+        submitted.second,
+    )
 
 
 def _voice_id(record: CallRecord) -> str:
