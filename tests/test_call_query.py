@@ -16,7 +16,8 @@ from itnio_async._call_query import (
     earliest_allowed,
     slice_window,
 )
-from itnio_async._call_records import FILTERS, _plan, _spanning
+from itnio_async import CallRecord
+from itnio_async._call_records import FILTERS, _plan, _spanning, _submit_second
 from itnio_async._paging import PagingMode, Range, StreamCursor
 
 SECOND = timedelta(seconds=1)
@@ -159,3 +160,14 @@ def test_an_offset_position_in_a_slice_resumes_in_that_slice(
     assert resumed is not None
     assert (resumed.mode, resumed.page, resumed.page_size) == (PagingMode.OFFSET, page, 7)
     assert resumed.exclude == frozenset({"x"})
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.timezones()
+    )
+    | st.datetimes(timezones=st.just(UTC))
+)
+def test_a_calls_cursor_key_is_its_submit_time_in_utc_to_the_second(moment: datetime) -> None:
+    record = CallRecord(voice_id="1", submit_time=moment)
+    assert _submit_second(record) == moment.astimezone(UTC).replace(tzinfo=None, microsecond=0)
