@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from itnio_async import CallRecord
 from itnio_async._call_query import (
     CLAMP_MARGIN,
     MAX_WINDOW,
@@ -16,7 +17,6 @@ from itnio_async._call_query import (
     earliest_allowed,
     slice_window,
 )
-from itnio_async import CallRecord
 from itnio_async._call_records import FILTERS, _plan, _spanning, _submit_second
 from itnio_async._paging import PagingMode, Range, StreamCursor
 

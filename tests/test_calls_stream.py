@@ -623,3 +623,24 @@ def test_streaming_memory_is_flat_in_the_size_of_the_result_across_slices() -> N
     (small_count, small), (large_count, large) = json.loads(done.stdout.splitlines()[-1])
     assert (small_count, large_count) == (50_000, 150_000)
     assert large < 1.25 * small, (small, large)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"page": 0, "size": 10}, "page"),
+        ({"page": 1, "size": 0}, "size"),
+        ({"page": 1.0, "size": 10}, "page"),
+        ({"page": 1, "size": 10, "order": "by_id"}, "order"),
+    ],
+)
+def test_the_call_logs_pages_refuse_a_page_size_or_order_out_of_range(
+    arguments: dict[str, Any], named: str
+) -> None:
+    _, calls = account(3, (5, 5))
+    with pytest.raises(ValueError, match=named):
+        calls.page(START.astimezone(UTC), END.astimezone(UTC), **arguments)
+    if named == "order":
+        with pytest.raises(ValueError, match="order"):
+            calls.select(START, END, order=arguments["order"])
+    assert calls.page(START, END, 1, 10)[0] == len(calls.select(START, END))

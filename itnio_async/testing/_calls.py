@@ -355,8 +355,9 @@ class CallLog:
             A new list of the calls (:class:`FakeCall`).
 
         Raises:
-            ValueError: a naive ``start`` or ``end``.
+            ValueError: a naive ``start`` or ``end``, or another ``order``.
         """
+        _check_order(order)
         with self._lock:
             window = self._window(start, end, end_exclusive)
         return window[::-1] if order == "newest_first" else list(window)
@@ -379,15 +380,20 @@ class CallLog:
         Args:
             start: window start, inclusive; aware (cut to whole seconds).
             end: window end, aware; inclusive to its whole second.
-            page: the page's number, from 1 (not checked: the fake's endpoint refuses
-                a ``current`` below 1 first).
-            size: calls per page, from 1 (likewise).
+            page: the page's number, from 1.
+            size: calls per page, from 1.
             end_exclusive: ``submitTime < end`` instead (default ``False``).
             order: ``"newest_first"`` (default) or ``"oldest_first"``.
 
         Raises:
-            ValueError: a naive ``start`` or ``end``.
+            ValueError: a naive ``start`` or ``end``, ``page`` or ``size`` below 1, or
+                another ``order``.
         """
+        if page.__class__ is not int or page < 1:
+            raise ValueError(f"page must be an int >= 1, got {page!r}")
+        if size.__class__ is not int or size < 1:
+            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        _check_order(order)
         # Only the page is copied: a window of many calls is not, on every request.
         with self._lock:
             first, last = self._bounds(start, end, end_exclusive)
@@ -399,6 +405,11 @@ class CallLog:
             else:
                 chunk = self._calls[first + skip : min(last, first + skip + size)]
         return total, chunk
+
+
+def _check_order(order: object) -> None:
+    if order not in ("newest_first", "oldest_first"):
+        raise ValueError(f"order must be 'newest_first' or 'oldest_first', got {order!r}")
 
 
 def call_account(
