@@ -247,6 +247,19 @@ def _check_cursor(spec: StreamSpec[Any], value: object, page_size: int) -> Strea
             f"resume_from pages {value.page_size} records at a time (offset mode), "
             f"not page_size={page_size}"
         )
+    # A stream hands out what its cursor's ranges hold: a damaged or edited cursor whose
+    # ranges leave the window, overlap or go oldest first would read other records.
+    window_top = max(value.end, value.requested_end)
+    below = window_top
+    for r in value.ranges:
+        if not value.start <= r.lo <= r.top <= window_top:
+            raise ValueError(
+                f"resume_from is damaged: a range [{r.lo}, {r.top}] is not inside its "
+                f"window [{value.start}, {window_top}]"
+            )
+        if r.top > below:
+            raise ValueError("resume_from is damaged: its ranges overlap or are not newest first")
+        below = r.lo - _SECOND
     return value
 
 

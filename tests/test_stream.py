@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +33,7 @@ from itnio_async import (
     StreamCursor,
     StreamProgress,
 )
+from itnio_async._paging import Range
 from itnio_async._stream import READ_AHEAD_RECORDS
 from itnio_async.testing import Dataset, FakeVendor, Fault, FaultPlan
 
@@ -876,3 +878,48 @@ def test_a_resumed_stream_never_reads_before_its_start_page_after_a_drift() -> N
     # pushed over the start page's edge: never more than that, never from further back.
     early = [job for job in old if job not in set(before[300:])]
     assert early == before[293:300]
+
+
+def _damaged(cursor: StreamCursor, *ranges: tuple[datetime, datetime]) -> StreamCursor:
+    return attrs.evolve(cursor, ranges=tuple(Range(lo, top) for lo, top in ranges))
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        pytest.param([(datetime(2024, 3, 1), END + timedelta(seconds=1))], id="above-the-end"),
+        pytest.param([(START - timedelta(seconds=1), datetime(2024, 2, 1))], id="below-start"),
+        pytest.param([(datetime(2024, 3, 2), datetime(2024, 3, 1))], id="upside-down"),
+        pytest.param(
+            [(datetime(2024, 2, 1), datetime(2024, 3, 1)), (datetime(2024, 4, 1), END)],
+            id="oldest-first",
+        ),
+        pytest.param(
+            [(datetime(2024, 3, 1), END), (datetime(2024, 2, 1), datetime(2024, 3, 1))],
+            id="overlapping",
+        ),
+    ],
+)
+def test_a_cursor_whose_ranges_leave_the_window_or_overlap_is_refused_before_any_request(
+    ranges: list[tuple[datetime, datetime]],
+) -> None:
+    async def main() -> None:
+        fake = make_fake(500)
+        async with make_client(fake) as client:
+            stream = client.iter_group_calls(START, END, limit=150)
+            async for _ in stream:
+                pass
+            cursor = stream.progress.resume_from
+            assert cursor is not None
+            assert cursor.ranges
+            before = fake.stats.requests
+            for damaged in (_damaged(cursor, *ranges), str(_damaged(cursor, *ranges))):
+                with pytest.raises(ValueError, match="resume_from is damaged"):
+                    client.iter_group_calls(START, END, resume_from=damaged)
+            assert fake.stats.requests == before
+            # The cursor as the stream made it, and a fair edit of it, still resume.
+            client.iter_group_calls(START, END, resume_from=cursor)
+            fair = _damaged(cursor, (datetime(2024, 3, 1), END), (START, datetime(2024, 2, 1)))
+            await client.iter_group_calls(START, END, resume_from=fair).aclose()
+
+    virtual(main)
