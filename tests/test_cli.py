@@ -832,6 +832,10 @@ def test_the_exit_code_follows_what_an_error_says_of_its_transience() -> None:
     assert commands.exit_code_for(refused) == commands.EXIT_REFUSED
     unavailable = itnio_async.LimiterUnavailableError("redis is down")
     assert commands.exit_code_for(unavailable) == commands.EXIT_FAILURE
+    # Not transient for one request, but a later, resumed run is the advice.
+    unstable = itnio_async.ResultUnstableError("kept changing")
+    assert not unstable.transient
+    assert commands.exit_code_for(unstable) == commands.EXIT_TRANSIENT
 
 
 def test_a_malformed_reply_exits_5(

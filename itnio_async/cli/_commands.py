@@ -96,6 +96,7 @@ from itnio_async import (
     ItnioError,
     ItnioHTTPError,
     MalformedResponseError,
+    ResultUnstableError,
     RetryPolicy,
     Settings,
     parse_time,
@@ -246,8 +247,8 @@ exit codes:
   {EXIT_REFUSED}    the vendor refused: authentication (-1), IP (-2), parameters (-22),
        another vendor code, or an HTTP error that retrying cannot fix
   {EXIT_TRANSIENT}    a transient fault outlasted the retries (connection, timeout, HTTP 429
-       or 5xx, -16, -18): run the same command again later to resume
-       (stdout: with the --resume-from it prints)
+       or 5xx, -16, -18), or the result kept changing: run the same command
+       again later to resume (stdout: with the --resume-from it prints)
   {EXIT_MALFORMED}    a reply the client cannot read
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C): the file ends at a whole page; run the same
        command again to resume (stdout: with the --resume-from it prints)
@@ -861,7 +862,9 @@ def exit_code_for(exc: ItnioError) -> int:
     """The exit code for an error of the client (see the ``EXIT_*`` constants)."""
     if isinstance(exc, MalformedResponseError):
         return EXIT_MALFORMED
-    if exc.transient:
+    # A result that kept changing is not transient for one request, but a later run,
+    # resumed from where this one stopped, is what helps: the same advice as a fault.
+    if exc.transient or isinstance(exc, ResultUnstableError):
         return EXIT_TRANSIENT
     if isinstance(exc, ItnioAPIError | ItnioHTTPError):
         return EXIT_REFUSED
