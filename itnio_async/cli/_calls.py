@@ -44,6 +44,7 @@ from ._commands import (
     _silence_stdout,
     _time_arg,
     _UsageError,
+    _write_pages,
     _zone_arg,
 )
 from ._manifest import Manifest, ManifestError
@@ -388,13 +389,7 @@ async def _export_pages(
             )
         except (TypeError, ValueError) as exc:
             raise _UsageError(str(exc)) from exc
-        async with stream:
-            async for page in stream:
-                progress = stream.progress
-                cursor = None if progress.resume_from is None else str(progress.resume_from)
-                output.write_page(page.records, cursor)
-                status.page_written(len(page.records), progress, cursor)
-                reporter.update(status)
+        await _write_pages(stream, output, status, reporter)
 
 
 def _run_calls_export(args: argparse.Namespace) -> int:

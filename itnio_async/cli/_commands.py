@@ -80,7 +80,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
@@ -91,6 +91,8 @@ from itnio_async import (
     DEFAULT_RATE_LIMIT,
     MAX_PAGE_SIZE,
     AsyncVoiceClient,
+    CallRecordPageStream,
+    GroupCallPageStream,
     GroupCallStatus,
     ItnioAPIError,
     ItnioError,
@@ -812,16 +814,7 @@ async def _export_pages(
             )
         except (TypeError, ValueError) as exc:
             raise _UsageError(str(exc)) from exc
-        # Closing the stream (also on Ctrl-C, which asyncio.run turns into a cancellation
-        # here) cancels the requests in flight and waits for them.
-        async with stream:
-            async for page in stream:
-                # Synchronous from here to the next await: a cancellation cannot split it.
-                progress = stream.progress
-                cursor = None if progress.resume_from is None else str(progress.resume_from)
-                output.write_page(page.records, cursor)
-                status.page_written(len(page.records), progress, cursor)
-                reporter.update(status)
+        await _write_pages(stream, output, status, reporter)
         if args.start_page > 1 and stream.progress.records_yielded == 0:
             # Offset mode past the last page: say so rather than end in an empty file.
             first = await client.query_group_calls(
@@ -856,6 +849,29 @@ async def _count_total(args: argparse.Namespace, connection: _Connection) -> int
             raise _UsageError(str(exc)) from exc
         page = await request
     return page.total
+
+
+class _PageOutput(Protocol):
+    def write_page(self, records: Sequence[Any], cursor: str | None = None) -> None: ...
+
+
+async def _write_pages(
+    stream: GroupCallPageStream | CallRecordPageStream,
+    output: _PageOutput,
+    status: ExportStatus,
+    reporter: Reporter,
+) -> None:
+    """Write every page of ``stream`` whole, each with the cursor after it, and report."""
+    # Closing the stream (also on Ctrl-C, which asyncio.run turns into a cancellation
+    # here) cancels the requests in flight and waits for them.
+    async with stream:
+        async for page in stream:
+            # Synchronous from here to the next await: a cancellation cannot split it.
+            progress = stream.progress
+            cursor = None if progress.resume_from is None else str(progress.resume_from)
+            output.write_page(page.records, cursor)
+            status.page_written(len(page.records), progress, cursor)
+            reporter.update(status)
 
 
 def exit_code_for(exc: ItnioError) -> int:
