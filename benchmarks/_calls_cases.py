@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import time
-import timeit
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -26,13 +24,13 @@ from _cases import (
     _progress,
     _ratios,
     _Run,
+    decoding_case,
     request_budget,
 )
 from _report import Figure
 from _servers import API_KEY, API_SECRET, Server, _process
 
-from itnio_async import AsyncVoiceClient, CallRecord, Page
-from itnio_async._converter import decode_envelope, make_converter
+from itnio_async import AsyncVoiceClient, CallRecord
 from itnio_async.testing import FakeVendor, call_account
 
 __all__ = ["CALL_CASES"]
@@ -219,48 +217,7 @@ async def _calls_page_bytes() -> bytes:
 def calls_decoding(settings: Settings) -> CaseResult:
     """Records per second from response bytes to ``CallRecord``s vs ``json.loads``."""
     body = asyncio.run(_calls_page_bytes())
-    structure = make_converter().get_structure_hook(Page[CallRecord])
-    page = structure(decode_envelope(body, 200).data, Page[CallRecord])
-    records = len(page.records)
-    if records != PAGE_SIZE or not isinstance(page.records[0], CallRecord):
-        raise RuntimeError(f"decoding: expected a page of {PAGE_SIZE} calls, got {records}")
-
-    def library() -> object:
-        return structure(decode_envelope(body, 200).data, Page[CallRecord])
-
-    def json_only() -> object:
-        return json.loads(body)
-
-    lib_timer = timeit.Timer(library)
-    json_timer = timeit.Timer(json_only)
-    number, _ = lib_timer.autorange()
-    number = max(1, number // 2) if settings.quick else number * 2
-    lib_rates: list[float] = []
-    json_rates: list[float] = []
-    for _ in range(settings.repeats):
-        lib_rates.append(records * number / lib_timer.timeit(number))
-        json_rates.append(records * number / json_timer.timeit(number))
-    case = "call-record decoding"
-    figures = [
-        Figure(case, "library: bytes -> Page[CallRecord]", "rec/s", lib_rates),
-        Figure(case, "json.loads alone", "rec/s", json_rates),
-        Figure(
-            case,
-            "library rate / json.loads rate",
-            "ratio",
-            _ratios(lib_rates, json_rates),
-            (">=", 0.45),
-        ),
-    ]
-    setup = {
-        "records_per_page": records,
-        "page_bytes": len(body),
-        "calls_per_sample": number,
-        "pages_estimate": math.ceil(records / PAGE_SIZE),
-    }
-    return CaseResult(
-        figures, {"setup": setup, "library_rec_s": lib_rates, "json_rec_s": json_rates}
-    )
+    return decoding_case(settings, "call-record decoding", body, CallRecord)
 
 
 CALL_CASES: Final[dict[str, Callable[[Settings], CaseResult]]] = {

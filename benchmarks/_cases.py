@@ -591,15 +591,20 @@ async def _fake_page_bytes() -> bytes:
 
 def decoding(settings: Settings) -> CaseResult:
     """Records per second from response bytes to ``GroupCallRecord``s vs ``json.loads``."""
-    body = asyncio.run(_fake_page_bytes())
-    structure = make_converter().get_structure_hook(Page[GroupCallRecord])
-    page = structure(decode_envelope(body, 200).data, Page[GroupCallRecord])
+    return decoding_case(settings, "decoding", asyncio.run(_fake_page_bytes()), GroupCallRecord)
+
+
+def decoding_case(settings: Settings, case: str, body: bytes, model: type[Any]) -> CaseResult:
+    """Records per second from ``body`` (a reply of ``PAGE_SIZE`` records) to a
+    ``Page[model]``, against ``json.loads`` of the same bytes, interleaved."""
+    structure = make_converter().get_structure_hook(Page[model])
+    page = structure(decode_envelope(body, 200).data, Page[model])
     records = len(page.records)
-    if records != PAGE_SIZE or not isinstance(page.records[0], GroupCallRecord):
-        raise RuntimeError(f"decoding: expected a page of {PAGE_SIZE} records, got {records}")
+    if records != PAGE_SIZE or not isinstance(page.records[0], model):
+        raise RuntimeError(f"{case}: expected a page of {PAGE_SIZE} records, got {records}")
 
     def library() -> object:
-        return structure(decode_envelope(body, 200).data, Page[GroupCallRecord])
+        return structure(decode_envelope(body, 200).data, Page[model])
 
     def json_only() -> object:
         return json.loads(body)
@@ -613,9 +618,8 @@ def decoding(settings: Settings) -> CaseResult:
     for _ in range(settings.repeats):
         lib_rates.append(records * number / lib_timer.timeit(number))
         json_rates.append(records * number / json_timer.timeit(number))
-    case = "decoding"
     figures = [
-        Figure(case, "library: bytes -> Page[GroupCallRecord]", "rec/s", lib_rates),
+        Figure(case, f"library: bytes -> Page[{model.__name__}]", "rec/s", lib_rates),
         Figure(case, "json.loads alone", "rec/s", json_rates),
         Figure(
             case,
