@@ -584,6 +584,11 @@ class CursorPlan(Generic[T]):
 
     def take(self) -> Batch[T] | None:
         """The next records to hand out, or ``None`` when none is ready now."""
+        if self._fresh and self._cuts and self.batches_out == 1:
+            # While the first cuts are in flight, what the top slice brings waits: a cut
+            # may still show that the vendor orders records otherwise, and the stream can
+            # fall back to offsets exactly only while no more than page 1 went out.
+            return None
         while self._remaining != 0:
             self._prune()
             s = next((s for s in self._slices if s.ready), None)

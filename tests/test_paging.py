@@ -1167,6 +1167,29 @@ def test_a_second_reply_out_of_order_after_one_batch_falls_back_and_goes_on_from
     assert list(batch.records) + driver.run.records == vendor.result()
 
 
+def test_a_cut_out_of_order_falls_back_though_the_top_slice_was_answered_first() -> None:
+    """The top slice is paged while the first cuts are in flight; what it brings is not
+    handed out until they are in, or a cut showing another order came after two batches
+    had gone out and the stream could no longer fall back exactly."""
+    vendor = Vendor([Rec(at(i % SPAN), i + 1) for i in range(120)], [], end_exclusive=False)
+    plan = new_cursor_plan(None, page_size=10, concurrency=4, ordered=True, max_page_size=10)
+    [first] = plan.due()
+    plan.on_reply(first, vendor.answer(first))
+    batch = plan.take()
+    assert batch is not None
+    due = plan.due()
+    [top] = [f for f in due if f.page == 1]
+    cuts = [f for f in due if f is not top]
+    assert cuts
+    plan.on_reply(top, vendor.answer(top))
+    assert plan.take() is None  # held until the cuts are in
+    with pytest.raises(Fallback):
+        plan.on_reply(cuts[0], _reversed(vendor.answer(cuts[0])))
+    driver = Driver(Chooser(0), vendor, 10, 4, ordered=True)
+    driver.drive(plan.fallback())
+    assert list(batch.records) + driver.run.records == vendor.result()
+
+
 def test_a_first_reply_outside_the_window_makes_the_cursor_plan_fall_back() -> None:
     vendor = Vendor([Rec(at(i), i + 1) for i in range(25)], [], end_exclusive=False)
     plan = new_cursor_plan(None, page_size=10, concurrency=2, ordered=True)
