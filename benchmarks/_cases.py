@@ -785,9 +785,9 @@ async def _backend_stream(url: str, backend: str, end: datetime, rate_limit: flo
         return _Run(seconds, records, used, stream.progress.requests)
 
 
-def _cpu_reading() -> tuple[float, float, float] | None:
-    """Busy CPU seconds of the whole machine, of this process and its children, and the
-    time (Linux ``/proc/stat``; ``None`` elsewhere)."""
+def cpu_reading(*, children: bool = False) -> tuple[float, float, float] | None:
+    """Busy CPU seconds of the whole machine, of this process (and, with ``children``, of
+    its reaped children), and the time (Linux ``/proc/stat``; ``None`` elsewhere)."""
     try:
         with open("/proc/stat") as stat:
             fields = [int(value) for value in stat.readline().split()[1:9]]
@@ -796,7 +796,10 @@ def _cpu_reading() -> tuple[float, float, float] | None:
     user, nice, system, _idle, _iowait, irq, softirq, steal = fields
     busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
     times = os.times()
-    return busy, times.user + times.system, time.monotonic()
+    ours = times.user + times.system
+    if children:
+        ours += times.children_user + times.children_system
+    return busy, ours, time.monotonic()
 
 
 def _others_share(
@@ -846,9 +849,9 @@ def one_process(settings: Settings) -> CaseResult:
             end = _high_rate_end(rate or max(HIGH_RATES))
             want = expected[rate or max(HIGH_RATES)]
             server.stats()  # from zero
-            before, machine = server.cpu_seconds(), _cpu_reading()
+            before, machine = server.cpu_seconds(), cpu_reading()
             result = asyncio.run(_backend_stream(server.url, backend, end, rate))
-            after, machine_after = server.cpu_seconds(), _cpu_reading()
+            after, machine_after = server.cpu_seconds(), cpu_reading()
             report = server.stats()
             if result.records != want:
                 raise RuntimeError(f"{backend} at {rate}: expected {want}, got {result.records}")

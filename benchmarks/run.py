@@ -32,7 +32,7 @@ from typing import Any, Final
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _calls_cases import CALL_CASES
-from _cases import CASES, Settings, paging
+from _cases import CASES, Settings, cpu_reading, paging
 from _report import Figure, format_table
 
 _RESULTS: Final = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -110,24 +110,11 @@ class _CpuMeter:
     """
 
     def __init__(self) -> None:
-        self._start = self._read()
-
-    @staticmethod
-    def _read() -> tuple[float, float, float] | None:
-        try:
-            with open("/proc/stat") as stat:
-                fields = [int(value) for value in stat.readline().split()[1:9]]
-        except (OSError, ValueError):
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-        times = os.times()
-        ours = times.user + times.system + times.children_user + times.children_system
-        return busy, ours, time.monotonic()
+        self._start = cpu_reading(children=True)
 
     def others_share(self) -> float | None:
         """Share of the machine's CPU (0..1) that other processes used since the start."""
-        end = self._read()
+        end = cpu_reading(children=True)
         if self._start is None or end is None:
             return None
         busy = end[0] - self._start[0]
