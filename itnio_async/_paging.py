@@ -18,7 +18,9 @@ offset (its total checked on every page).
 Slices run concurrently. They are cut from the *frontier* (the not yet planned rest of
 the window) with offset pages: page ``p`` of the frontier's window is a contiguous run of
 the result at the moment it was answered, so the records it holds below its first second
-are exactly what the result had there; the slice above it owns that first second. The
+are exactly what the result had there; the slice above it owns that first second. A cut
+splits whichever slice holds its first second as soon as it is in, whatever order the
+cuts of a batch come in, and the slice below is paged from it at once. The
 offset page is a real page, not a probe: cutting costs no extra request, only the last,
 partial page of each slice. Slices are cut lazily, near the consumer, so read-ahead (and
 memory) is bounded whatever the size of the result.
@@ -458,10 +460,15 @@ class CursorPlan(Generic[T]):
         self._slices: list[_Slice[T]] = [_Slice.new(r.lo, r.top, r.seen) for r in ranges]
         # Requests in flight: key -> (its slice, what it is for).
         self._in_flight: dict[int, tuple[_Slice[T], str]] = {}
-        # One batch of frontier cuts, in page order, with their replies once in.
-        self._cuts: list[tuple[Fetch, Page[T] | None]] = []
-        # Whether the frontier is let go (fetched by cursor) once the cuts are applied.
-        self._release_after_cuts = False
+        # The batch of frontier cuts in flight: keys of the cuts not answered yet.
+        self._cuts: set[int] = set()
+        # The key of the batch's lowest cut (the highest page), until it is answered.
+        self._last_cut: int | None = None
+        # Whether the lowest slice stays the frontier once the batch is answered.
+        self._keep_frontier = False
+        # The lowest slice a cut made in this batch, with what its reply said of the
+        # frontier below it: (slice, records left below its page, the page's times).
+        self._lowest_cut: tuple[_Slice[T], int, tuple[datetime, ...]] | None = None
         # Records the frontier still holds below what is planned, as last told.
         self._frontier_records = 0
         # The times of the reply the frontier's top came from, newest first: what of
@@ -651,10 +658,10 @@ class CursorPlan(Generic[T]):
                 return False
             if s.done or s.in_flight is not None:
                 continue
-            if s.frontier and not (self._cuts and s is self._slices[-1]):
-                # The frontier is cut, not fetched, except while a batch of cuts is in
-                # flight: what it keeps then is the batch's top slice (the cuts take
-                # from below), paged from its position like any other slice.
+            if s.frontier and self._last_cut is None:
+                # The frontier is cut, not fetched, except while the lowest cut of a
+                # batch is in flight: it is then the part of the batch above that cut,
+                # paged from its position like any other slice (the cuts split it).
                 continue
             if s is not head and ahead + len(self._in_flight) >= self._read_ahead:
                 return False
@@ -707,6 +714,7 @@ class CursorPlan(Generic[T]):
                 s.in_flight = None
         self._in_flight.clear()
         self._cuts.clear()
+        self._last_cut = self._lowest_cut = None
 
     def _skip_moves(self) -> None:
         """Hand out the head slice's leading position moves that hold no record."""
@@ -854,14 +862,14 @@ class CursorPlan(Generic[T]):
         if each > longest:
             # Part of the frontier, in slices of ``longest`` pages of what a cursor page
             # moves on by, with room for a boundary second of two records.
-            each, cuts, self._release_after_cuts = longest, free, False
+            each, cuts, self._keep_frontier = longest, free, True
             size = max(1, min(self._size, self._max_size - 2))
             pages = [j * each for j in range(1, cuts + 1)]
         else:
             # The whole frontier, spread evenly; its window also holds what the top
             # slice already has at its position's second (and the second above it,
             # while ``endTime`` is not proven inclusive).
-            cuts, self._release_after_cuts = slices - 1, True
+            cuts, self._keep_frontier = slices - 1, False
             top, end = frontier.time, self._end_for(frontier.time)
             window = records + sum(1 for at in self._frontier_top if top <= at <= end)
             size = max(1, min(self._size, math.ceil(window / max(1, slices * each))))
@@ -871,56 +879,71 @@ class CursorPlan(Generic[T]):
             # moves on by a whole page: the cuts keep the stream's own page size, and
             # share the frontier's ``rest`` pages out evenly.
             size = self._size
-            if self._release_after_cuts:
+            if not self._keep_frontier:
                 share = rest / slices
                 pages = [max(2, round(j * share) + 1) for j in range(1, cuts + 1)]
         if cuts <= 0:
             frontier.frontier = False  # small enough: fetch it by cursor
             return True
         end = self._end_for(frontier.time)
+        self._lowest_cut = None
+        if not self._keep_frontier:
+            frontier.frontier = False  # every slice of it is fetched by cursor
         for page in pages:
             fetch = Fetch(next(self._keys), frontier.lo, end, page, size)
-            self._cuts.append((fetch, None))
+            self._cuts.add(fetch.key)
+            self._last_cut = fetch.key
             self._issue(fetch, frontier, "cut", out)
         return False
 
     def _on_cut(self, fetch: Fetch, page: Page[T]) -> None:
-        self._cuts = [(f, page if f is fetch else p) for f, p in self._cuts]
-        if any(p is None for _, p in self._cuts):
+        """Split the slice that holds the cut's first second, as soon as the cut is in.
+
+        Each slice is paged from its own cut at once, not after the whole batch: a
+        slice left waiting for the slowest cut of the batch is a round trip shortened
+        for nobody, and requests sent together queue together at the server.
+        """
+        self._cuts.discard(fetch.key)
+        if fetch.key == self._last_cut:
+            self._last_cut = None
+        if page.records:
+            self._split(fetch, page)
+        if self._cuts:
             return
-        cuts, self._cuts = self._cuts, []
-        frontier = self._slices[-1]
-        left = 0
-        for cut, reply in cuts:
-            assert reply is not None
-            if not reply.records:
-                left = 0
-                break  # the frontier is shorter than planned
-            times = tuple([self._time_of(record) for record in reply.records])
-            first = times[0]
-            if frontier.done or first > frontier.time or first < frontier.lo:
-                # Overlaps what is fetched already (the result shifted, or the top
-                # slice's own cursor pages got there first): unused.
-                continue
-            # The frontier keeps ``first`` and above; a new frontier takes what is below.
-            below: _Slice[T] = _Slice.new(frontier.lo, first - _SECOND)
-            frontier.lo, frontier.frontier = first, False
-            if frontier.time < frontier.lo:
-                frontier.done = True
-            if below.top < below.lo:
-                left = 0
-                break
-            below.frontier = True
-            self._accept(below, reply.records, times)
-            if below.time < below.lo:
-                below.done = True
-            self._slices.append(below)
-            frontier = below
-            left = max(0, reply.total - cut.page * cut.size)
-            self._frontier_top = times
-        self._frontier_records = left
-        if self._release_after_cuts or self._frontier_records == 0:
-            frontier.frontier = False
+        # The batch is in: what is below its lowest cut stays the frontier, or not.
+        lowest = self._slices[-1] if self._slices else None
+        kept = self._lowest_cut
+        self._lowest_cut = None
+        if lowest is None or not lowest.frontier:
+            self._frontier_records = 0
+        elif self._keep_frontier and kept is not None and kept[0] is lowest and kept[1] > 0:
+            self._frontier_records, self._frontier_top = kept[1], kept[2]
+        else:
+            lowest.frontier, self._frontier_records = False, 0
+
+    def _split(self, fetch: Fetch, page: Page[T]) -> None:
+        times = tuple([self._time_of(record) for record in page.records])
+        first = times[0]
+        index, s = next(
+            ((i, s) for i, s in enumerate(self._slices) if s.lo <= first <= s.top),
+            (-1, None),
+        )
+        if s is None or s.done or first > s.time or first == s.lo:
+            # Overlaps what is fetched already (the result shifted, or the slice's own
+            # cursor pages got there first), or leaves nothing below: unused.
+            return
+        # The slice keeps ``first`` and above; a new slice takes what is below, and the
+        # frontier's mark, if the slice had it.
+        below: _Slice[T] = _Slice.new(s.lo, first - _SECOND)
+        below.frontier, s.frontier, s.lo = s.frontier, False, first
+        if s.time < s.lo:
+            s.done = True
+        self._accept(below, page.records, times)
+        if below.time < below.lo:
+            below.done = True
+        self._slices.insert(index + 1, below)
+        if below is self._slices[-1]:
+            self._lowest_cut = (below, max(0, page.total - fetch.page * fetch.size), times)
 
 
 # -- offset mode -------------------------------------------------------------------------

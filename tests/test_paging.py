@@ -693,6 +693,47 @@ def test_the_top_slice_is_fetched_while_the_cuts_are_answered() -> None:
     assert cursor[0].end <= first.end
 
 
+def test_a_slice_is_paged_from_its_cut_while_the_other_cuts_are_answered() -> None:
+    """A slice waited for every cut of its batch before its first cursor page: the
+    round trip of the batch lasted as long as its slowest cut for every slice."""
+    vendor = SortedVendor(calls_of_tasks(50, 100))
+    plan = CursorPlan(
+        (Range(START, at(10_000)),),
+        window=(START, at(10_000)),
+        page_size=100,
+        concurrency=6,
+        ordered=True,
+        limit=None,
+        read_ahead=stream_read_ahead(100, 6),
+        time_of=time_of,
+        id_of=id_of,
+    )
+    [first] = plan.due()
+    plan.on_reply(first, vendor.answer(first))
+    pending = plan.due()
+    cuts = [f for f in pending if f.page > 1]
+    assert len(cuts) == 5
+    middle = cuts[2]
+    reply = vendor.answer(middle)
+    plan.on_reply(middle, reply)
+    pending.remove(middle)
+    [follow] = plan.due()  # the slice below the cut, at once
+    assert follow.page == 1
+    assert follow.end <= time_of(reply.records[-1]) + timedelta(seconds=1)
+    pending.append(follow)
+    # The rest, answered newest request first: every record once, in order.
+    records: list[Rec] = []
+    while pending:
+        fetch = pending.pop()
+        plan.on_reply(fetch, vendor.answer(fetch))
+        while (batch := plan.take()) is not None:
+            records.extend(batch.records)
+        dropped = set(plan.obsolete())
+        pending = [f for f in pending if f.key not in dropped] + plan.due()
+    assert plan.finished
+    assert records == vendor.records
+
+
 @SETTINGS
 @given(
     seed=SEEDS,
