@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--start", type=_datetime, default=datetime(2024, 1, 1), help="first creation time")
     add("--end", type=_datetime, default=datetime(2024, 7, 1), help="creation times end before")
     add("--app-ids", type=_app_ids, default=(1, 2, 3), help="comma-separated (default: 1,2,3)")
-    add("--latency", type=float, default=0.0, help="seconds before each answer")
+    add("--latency", type=float, default=0.0, help="seconds from a request to its answer")
     add("--jitter", type=float, default=0.0, help="up to this many more seconds, seeded")
     add("--rate-limit", type=float, default=None, help="requests per second per key")
     add("--timestamp-tolerance", type=float, default=300.0, help="accepted skew, seconds")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from itnio_async.testing import Dataset, FakeStats, FakeVendor, Fault, FaultPlan
+from tests.conftest import run_virtual
 
 from ._support import PATH, body, client, post, signed_headers
 
@@ -242,6 +243,37 @@ def test_max_in_any_second_slides_a_half_open_one_second_window() -> None:
     assert stats.max_in_any_second() == 1  # 1.0 is outside [0.0, 1.0)
 
 
+def test_the_latency_counts_from_the_requests_arrival() -> None:
+    # The time the fake spends on a request before it answers (here an on_request
+    # callback that takes 0.3 s of the loop's clock) is part of the latency, not added
+    # to it: a burst of requests is answered on time, not each after the last.
+    async def main() -> tuple[float, int]:
+        fake = small_fake(latency=1.0)
+        loop = asyncio.get_running_loop()
+        fake.on_request(lambda n, payload: setattr(loop, "virtual_now", loop.time() + 0.3))
+        async with client(fake) as http:
+            started = loop.time()
+            answer = await post(http, fake, body())
+            return loop.time() - started, answer.json()["code"]
+
+    took, code = run_virtual(main)
+    assert code == 0
+    assert took == pytest.approx(1.0)
+
+
+def test_an_answer_holds_what_the_fake_had_as_its_request_arrived() -> None:
+    async def main() -> tuple[int, int]:
+        fake = small_fake(latency=1.0)
+        async with client(fake) as http:
+            answer = asyncio.ensure_future(post(http, fake, body(size=100)))
+            await asyncio.sleep(0.5)  # the request waits out its latency meanwhile
+            fake.dataset.remove([next(iter(fake.dataset)).job_id])
+            late = await post(http, fake, body(size=100))
+            return (await answer).json()["data"]["total"], late.json()["data"]["total"]
+
+    assert run_virtual(main) == (30, 29)
+
+
 async def test_latency_and_jitter_are_seeded_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
 
@@ -261,7 +293,9 @@ async def test_latency_and_jitter_are_seeded_per_request(monkeypatch: pytest.Mon
         return list(slept)
 
     first, again, other = await delays(1), await delays(1), await delays(2)
-    assert first == again
-    assert first != other
-    assert all(0.5 <= d < 0.75 for d in first)
-    assert len(set(first)) == 20
+    # Each sleep is the request's delay less the moments the fake took to make its
+    # answer since the request arrived (on this real loop, not quite zero).
+    assert first == pytest.approx(again, abs=0.01)
+    assert first != pytest.approx(other, abs=0.01)
+    assert all(0.49 <= d < 0.75 for d in first)
+    assert len({round(d, 2) for d in first}) > 10
