@@ -27,12 +27,19 @@ from ._call_records import (
     call_record_options,
     call_record_pages,
 )
-from ._converter import make_converter
+from ._converter import make_converter_with_hooks
 from ._errors import ClientStateError, MalformedResponseError
 from ._group_calls import GroupCallPageStream, GroupCallStream, group_call_spec
 from ._hooks import CallTally, ClientHooks, PageEvent, call_hook
 from ._limiter import LocalRateLimiter, RateLimiter
-from ._models import CallRecord, GroupCallDetail, GroupCallRecord, GroupCallStatus, Page
+from ._models import (
+    CallRecord,
+    GroupCallDetail,
+    GroupCallRecord,
+    GroupCallStatus,
+    Page,
+    UnfinishedPage,
+)
 from ._paging import StreamCursor
 from ._query import GroupCallQuery, check_page, check_positive_int
 from ._retry import RetryPolicy
@@ -294,7 +301,7 @@ class AsyncVoiceClient:
             limiter if limiter is not None else LocalRateLimiter(rate_limit, burst)
         )
         self._server_timezone = server_timezone
-        self._converter = make_converter(server_timezone)
+        self._converter, self._call_hooks = make_converter_with_hooks(server_timezone)
         self._structure_page: Callable[[Any, Any], Page[GroupCallRecord]] = (
             self._converter.get_structure_hook(Page[GroupCallRecord])
         )
@@ -1005,7 +1012,9 @@ class AsyncVoiceClient:
         async def fetch(
             lo: datetime, hi: datetime, page: int, size: int, tally: CallTally
         ) -> Page[CallRecord]:
-            return await self._fetch_call_page(query.with_window(lo, hi), page, size, tally)
+            return await self._fetch_call_page(
+                query.with_window(lo, hi), page, size, tally, unfinished=True
+            )
 
         hooks = self._hooks
         on_page = None
@@ -1022,13 +1031,63 @@ class AsyncVoiceClient:
         return pages, progress
 
     async def _fetch_call_page(
-        self, query: CallRecordQuery, page: int, size: int, tally: CallTally | None = None
+        self,
+        query: CallRecordQuery,
+        page: int,
+        size: int,
+        tally: CallTally | None = None,
+        *,
+        unfinished: bool = False,
     ) -> Page[CallRecord]:
-        """One page of a checked call-record query, through the send path."""
+        """One page of a checked call-record query, through the send path.
+
+        ``unfinished``: for a stream, an ``UnfinishedPage`` when the records have the
+        common shape (see ``CallRecordHooks``)."""
         self._bind_loop()
         envelope = await self._sender.call(CALL_RECORD_QUERY_PATH, query.body(page, size), tally)
+        if unfinished:
+            made = self._unfinished_call_page(envelope.data)
+            if made is not None:
+                return made
         page_of: Page[CallRecord] = self._structure(envelope.data, Page[CallRecord])
         return page_of
+
+    def _unfinished_call_page(self, data: object) -> UnfinishedPage[CallRecord] | None:
+        """``data`` as a page of records keyed for the paging engine, finished later;
+        ``None`` when it is not of the common shape (then it is made whole, or refused)."""
+        if data.__class__ is not dict:
+            return None
+        assert isinstance(data, dict)
+        raw = data.get("records")
+        if raw.__class__ is not list:
+            return None
+        keyed = self._call_hooks.keyed
+        records = [keyed(value) for value in raw]
+        if None in records:
+            return None
+        shell: Page[CallRecord] = self._structure({**data, "records": []}, Page[CallRecord])
+        structure = self._call_hooks.structure
+        made = tuple(records)
+
+        def finish() -> None:
+            try:
+                for record, value in zip(made, raw, strict=True):
+                    structure(value, None, record)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise MalformedResponseError(
+                    f"unexpected 'data': {type(exc).__name__}: {exc}",
+                    status_code=200,
+                    body=json.dumps(data)[:500],
+                ) from exc
+
+        return UnfinishedPage(
+            made,  # type: ignore[arg-type]  # no None in it, checked above
+            shell.total,
+            shell.size,
+            shell.current,
+            shell.pages,
+            finish=finish,
+        )
 
 
 def _check_voice_id(voice_id: object) -> str:

@@ -8,14 +8,21 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import attrs
 
-__all__ = ["CallRecord", "GroupCallDetail", "GroupCallRecord", "GroupCallStatus", "Page"]
+__all__ = [
+    "CallRecord",
+    "GroupCallDetail",
+    "GroupCallRecord",
+    "GroupCallStatus",
+    "Page",
+    "UnfinishedPage",
+]
 
 T = TypeVar("T")
 
@@ -174,6 +181,18 @@ class Page(Generic[T]):
     current: int
     #: Pages in the whole result.
     pages: int
+
+
+@attrs.frozen(slots=True)
+class UnfinishedPage(Page[T]):
+    """A page whose records are made in two steps (internal: never handed out as is).
+
+    Its records hold only what the paging engine reads until ``finish()`` fills in the
+    rest, which raises ``MalformedResponseError`` when a record does not fit. A stream
+    calls it before it hands out any record of the page (see ``_stream``).
+    """
+
+    finish: Callable[[], None] = attrs.field(kw_only=True, eq=False, repr=False)
 
 
 #: The ``extra`` of a record that carried no undocumented field.

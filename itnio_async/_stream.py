@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from datetime import datetime, timedelta, tzinfo
 from functools import partial
@@ -26,7 +27,7 @@ import attrs
 
 from ._errors import ItnioError
 from ._hooks import CallTally, PageEvent
-from ._models import Page
+from ._models import Page, UnfinishedPage
 from ._paging import (
     Batch,
     CursorPlan,
@@ -303,6 +304,12 @@ class _Engine(Generic[T]):
         self._wake = asyncio.Event()
         # The first failure; raised once what is ready before it has been handed out.
         self._failure: BaseException | None = None
+        # What is left to do of the pages taken in (``UnfinishedPage.finish``), oldest
+        # first: done after the fetches those pages lead to are started, before any
+        # record is handed out.
+        self._unfinished: deque[Callable[[], None]] = deque()
+        # A page could not be finished: nothing more is handed out.
+        self._broken = False
         self._report_cursor()
 
     def _first_plan(self, cursor: StreamCursor | None) -> Plan[T]:
@@ -400,8 +407,9 @@ class _Engine(Generic[T]):
             plan.on_failure(fetch)
             self._fail(exc)
             return
+        page = task.result()
         try:
-            plan.on_reply(fetch, task.result())
+            plan.on_reply(fetch, page)
         except Fallback as signal:
             self._fall_back(signal)
             return
@@ -413,6 +421,8 @@ class _Engine(Generic[T]):
             # handler, and the stream would wait for ever: the consumer gets it instead.
             self._fail(error)
             return
+        if isinstance(page, UnfinishedPage):
+            self._unfinished.append(page.finish)
         self._cancel(plan.obsolete())
 
     def _fall_back(self, signal: Fallback) -> None:
@@ -444,11 +454,19 @@ class _Engine(Generic[T]):
                     self._launch()
                 except ItnioError as error:
                     self._fail(error)
+            if self._unfinished and not self._broken:
+                # One page at a time, after the fetches just started have had the loop
+                # to send their requests, and before anything is handed out: the slices
+                # wait on their requests, not on making the records of other pages.
+                self._finish_one()
+                await asyncio.sleep(0)
+                continue
+            batch = None
             try:
-                batch = self._plan.take()
+                if not self._broken:
+                    batch = self._plan.take()
             except ItnioError as error:
                 self._fail(error)
-                batch = None
             if batch is not None:
                 self._handed_out(batch)
                 return batch
@@ -460,6 +478,15 @@ class _Engine(Generic[T]):
                 return None
             self._wake.clear()
             await self._wake.wait()
+
+    def _finish_one(self) -> None:
+        try:
+            self._unfinished.popleft()()
+        except ItnioError as error:
+            # Its records are in the plan, not made: none of what is ready goes out.
+            self._broken = True
+            self._unfinished.clear()
+            self._fail(error)
 
     def _raise(self) -> None:
         exc = self._failure

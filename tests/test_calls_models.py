@@ -299,3 +299,48 @@ def test_the_fast_and_the_generated_call_record_hooks_agree() -> None:
     # Without answerTime (not null: absent) the record takes cattrs' generated hook.
     partial = converter.structure({k: v for k, v in CALL.items() if k != "answerTime"}, CallRecord)
     assert attrs.evolve(partial, answer_time=full.answer_time) == full
+
+
+@pytest.mark.parametrize("zone", [None, PLUS8])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"answerTime": None},
+        {"newField": 7},
+        {"callDuration": "61"},
+        {"submitTime": "2024-03-01T10:00:00"},  # no offset: the zone's, or refused
+    ],
+)
+def test_a_record_made_in_two_steps_is_the_record_made_at_once(
+    zone: timezone | None, change: dict[str, Any]
+) -> None:
+    # What a stream does: the two keys first, every field later, into the same record.
+    from itnio_async._converter import make_converter_with_hooks
+
+    converter, hooks = make_converter_with_hooks(zone)
+    wire = CALL | change
+    try:
+        whole = converter.structure(wire, CallRecord)
+    except (TypeError, ValueError):
+        assert hooks.keyed(wire) is None  # refused later by the whole hook, not half made
+        return
+    keyed = hooks.keyed(wire)
+    assert keyed is not None
+    assert (keyed.voice_id, keyed.submit_time) == (whole.voice_id, whole.submit_time)
+    assert hooks.structure(wire, None, keyed) is keyed
+    assert keyed == whole
+    # Without a documented field the whole hook is cattrs' generated one: the same.
+    absent = {key: value for key, value in wire.items() if key != "answerTime"}
+    second = hooks.keyed(absent)
+    assert second is not None
+    assert hooks.structure(absent, None, second) == converter.structure(absent, CallRecord)
+
+
+@pytest.mark.parametrize(
+    "wire", [[], {"voiceId": 1, "submitTime": "x"}, {"voiceId": "v", "submitTime": ""}]
+)
+def test_a_record_of_another_shape_is_not_keyed(wire: Any) -> None:
+    from itnio_async._converter import make_converter_with_hooks
+
+    assert make_converter_with_hooks()[1].keyed(wire) is None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +24,7 @@ from itnio_async import (
     AsyncVoiceClient,
     CallRecord,
     InvalidParameterError,
+    MalformedResponseError,
     StreamCursor,
     StreamProgress,
 )
@@ -302,6 +304,60 @@ def test_calls_appended_inside_the_window_while_it_is_read_neither_hide_nor_repe
     kept = set(before)
     assert [v for v in got if v in kept] == before, "a call that stayed was lost or moved"
     assert set(got) <= kept | new
+
+
+# -- a record that does not fit ----------------------------------------------------------------
+
+
+class BadFieldOnce(httpx.AsyncBaseTransport):
+    """Wraps a transport; in the ``nth`` page of call records it serves, the last record's
+    ``callDuration`` is a word (the page is otherwise right, its keys included)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, nth: int) -> None:
+        self.inner, self.nth, self.pages = inner, nth, 0
+        self.bad: str | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != "/voice/recordGroupQuery":
+            return response
+        body = json.loads(await response.aread())
+        records = (body.get("data") or {}).get("records") or []
+        if records:
+            self.pages += 1
+            if self.pages == self.nth:
+                records[-1]["callDuration"] = "long"
+                self.bad = records[-1]["voiceId"]
+        return httpx.Response(response.status_code, headers=response.headers, json=body)
+
+
+@pytest.mark.parametrize("nth", [1, 2, 5])
+def test_a_record_that_does_not_fit_ends_the_stream_with_nothing_half_made(nth: int) -> None:
+    # A stream makes a page's records whole only after it has asked for the pages that
+    # follow: none of a bad page's records, nor any after it, may reach the consumer.
+    async def main() -> tuple[list[CallRecord], MalformedResponseError, list[str], str | None]:
+        fake = make_fake(tasks=60, per_task=(20, 60), latency=0.01)
+        wrapped = BadFieldOnce(fake.transport(), nth)
+        got: list[CallRecord] = []
+        async with make_client(fake, transport=wrapped) as client:
+            with pytest.raises(MalformedResponseError, match=r"callDuration|long") as caught:
+                async for record in client.iter_call_records(
+                    START, END, page_size=20, concurrency=4
+                ):
+                    got.append(record)
+        return got, caught.value, expected(fake), wrapped.bad
+
+    got, error, want, bad = virtual(main)
+    assert bad is not None
+    voice_ids = [record.voice_id for record in got]
+    assert voice_ids == want[: len(voice_ids)], "lost, repeated or out of order"
+    assert bad not in voice_ids
+    # Every record handed out is whole: each field was set (a slot left unset raises).
+    for record in got:
+        assert attrs.asdict(record)["call_duration"] is None or isinstance(
+            record.call_duration, int
+        )
+    assert error.resume_from is not None
 
 
 # -- concurrency, memory, cancellation --------------------------------------------------------
