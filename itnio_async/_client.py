@@ -705,23 +705,15 @@ class AsyncVoiceClient:
         envelope = await self._sender.call(GROUP_CALL_QUERY_PATH, query.body(page, size), tally)
         try:
             return self._structure_page(envelope.data, Page[GroupCallRecord])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"unexpected 'data': {type(exc).__name__}: {exc}",
-                status_code=200,
-                body=json.dumps(envelope.data)[:500],
-            ) from exc
+        except _UNFIT as exc:
+            raise _unfit(envelope.data, exc) from exc
 
     def _structure(self, data: object, cls: Any) -> Any:
         """``data`` as ``cls``; a reply that does not fit is a ``MalformedResponseError``."""
         try:
             return self._converter.structure(data, cls)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"unexpected 'data': {type(exc).__name__}: {exc}",
-                status_code=200,
-                body=json.dumps(data)[:500],
-            ) from exc
+        except _UNFIT as exc:
+            raise _unfit(data, exc) from exc
 
     # -- a task's details and the calls it made ------------------------------------------
 
@@ -1073,12 +1065,8 @@ class AsyncVoiceClient:
             try:
                 for record, value in zip(made, raw, strict=True):
                     structure(value, None, record)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise MalformedResponseError(
-                    f"unexpected 'data': {type(exc).__name__}: {exc}",
-                    status_code=200,
-                    body=json.dumps(data)[:500],
-                ) from exc
+            except _UNFIT as exc:
+                raise _unfit(data, exc) from exc
 
         return UnfinishedPage(
             made,  # type: ignore[arg-type]  # no None in it, checked above
@@ -1088,6 +1076,19 @@ class AsyncVoiceClient:
             shell.pages,
             finish=finish,
         )
+
+
+#: What a converter raises for data that does not fit the model.
+_UNFIT: Final = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def _unfit(data: object, exc: Exception) -> MalformedResponseError:
+    """The error for a reply's ``data`` that does not fit the model (``exc`` says why)."""
+    return MalformedResponseError(
+        f"unexpected 'data': {type(exc).__name__}: {exc}",
+        status_code=200,
+        body=json.dumps(data)[:500],
+    )
 
 
 def _check_voice_id(voice_id: object) -> str:

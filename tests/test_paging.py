@@ -671,7 +671,8 @@ def test_a_still_result_at_the_vendors_page_takes_the_fewest_round_trips(
     assert sent <= bound_when_still(math.ceil(len(records) / 100), concurrency)
 
 
-def test_the_top_slice_is_fetched_while_the_cuts_are_answered() -> None:
+def calls_at_concurrency_6() -> tuple[SortedVendor, CursorPlan[Rec]]:
+    """50 tasks of 100 calls, and a new plan for them at the vendor's page, 6 workers."""
     vendor = SortedVendor(calls_of_tasks(50, 100))
     plan = CursorPlan(
         (Range(START, at(10_000)),),
@@ -684,6 +685,11 @@ def test_the_top_slice_is_fetched_while_the_cuts_are_answered() -> None:
         time_of=time_of,
         id_of=id_of,
     )
+    return vendor, plan
+
+
+def test_the_top_slice_is_fetched_while_the_cuts_are_answered() -> None:
+    vendor, plan = calls_at_concurrency_6()
     [first] = plan.due()
     plan.on_reply(first, vendor.answer(first))
     due = plan.due()
@@ -696,18 +702,7 @@ def test_the_top_slice_is_fetched_while_the_cuts_are_answered() -> None:
 def test_a_slice_is_paged_from_its_cut_while_the_other_cuts_are_answered() -> None:
     """A slice waited for every cut of its batch before its first cursor page: the
     round trip of the batch lasted as long as its slowest cut for every slice."""
-    vendor = SortedVendor(calls_of_tasks(50, 100))
-    plan = CursorPlan(
-        (Range(START, at(10_000)),),
-        window=(START, at(10_000)),
-        page_size=100,
-        concurrency=6,
-        ordered=True,
-        limit=None,
-        read_ahead=stream_read_ahead(100, 6),
-        time_of=time_of,
-        id_of=id_of,
-    )
+    vendor, plan = calls_at_concurrency_6()
     [first] = plan.due()
     plan.on_reply(first, vendor.answer(first))
     pending = plan.due()
