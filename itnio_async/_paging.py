@@ -564,7 +564,7 @@ class CursorPlan(Generic[T]):
         if times and times[0] == fetch.end:
             self._end_inclusive = True
         if purpose == "cut":
-            self._on_cut(fetch, page)
+            self._on_cut(fetch, page, times)
             return
         if self._first is not None and fetch.key == self._first.key:
             self._started = True
@@ -896,7 +896,7 @@ class CursorPlan(Generic[T]):
             self._issue(fetch, frontier, "cut", out)
         return False
 
-    def _on_cut(self, fetch: Fetch, page: Page[T]) -> None:
+    def _on_cut(self, fetch: Fetch, page: Page[T], times: tuple[datetime, ...]) -> None:
         """Split the slice that holds the cut's first second, as soon as the cut is in.
 
         Each slice is paged from its own cut at once, not after the whole batch: a
@@ -906,8 +906,8 @@ class CursorPlan(Generic[T]):
         self._cuts.discard(fetch.key)
         if fetch.key == self._last_cut:
             self._last_cut = None
-        if page.records:
-            self._split(fetch, page)
+        if times:
+            self._split(fetch, page, times)
         if self._cuts:
             return
         # The batch is in: what is below its lowest cut stays the frontier, or not.
@@ -921,8 +921,7 @@ class CursorPlan(Generic[T]):
         else:
             lowest.frontier, self._frontier_records = False, 0
 
-    def _split(self, fetch: Fetch, page: Page[T]) -> None:
-        times = tuple([self._time_of(record) for record in page.records])
+    def _split(self, fetch: Fetch, page: Page[T], times: tuple[datetime, ...]) -> None:
         first = times[0]
         index, s = next(
             ((i, s) for i, s in enumerate(self._slices) if s.lo <= first <= s.top),
