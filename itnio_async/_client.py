@@ -1054,9 +1054,12 @@ class AsyncVoiceClient:
         if raw.__class__ is not list:
             return None
         keyed = self._call_hooks.keyed
-        records = [keyed(value) for value in raw]
-        if None in records:
-            return None
+        records: list[CallRecord] = []
+        for value in raw:
+            record = keyed(value)
+            if record is None:
+                return None
+            records.append(record)
         shell: Page[CallRecord] = self._structure({**data, "records": []}, Page[CallRecord])
         structure = self._call_hooks.structure
         made = tuple(records)
@@ -1069,7 +1072,7 @@ class AsyncVoiceClient:
                 raise _unfit(data, exc) from exc
 
         return UnfinishedPage(
-            made,  # type: ignore[arg-type]  # no None in it, checked above
+            made,
             shell.total,
             shell.size,
             shell.current,

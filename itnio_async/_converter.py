@@ -641,9 +641,12 @@ def _call_record_hook(
         if voice_id.__class__ is not str or submit_time.__class__ is not str or not submit_time:
             return None
         try:
-            submitted: datetime | None = fromisoformat(submit_time)
-            if convert or submitted.tzinfo is None:  # type: ignore[union-attr]
-                submitted = time(submitted)
+            submitted = fromisoformat(submit_time)
+            if convert or submitted.tzinfo is None:
+                converted = time(submitted)
+                if converted is None:
+                    return None
+                submitted = converted
         except (TypeError, ValueError):
             return None
         record: CallRecord = new(cls)
