@@ -28,7 +28,15 @@ from itnio_async import (
     StreamCursor,
     StreamProgress,
 )
-from itnio_async.testing import CallLog, Dataset, FakeVendor, Fault, FaultPlan, call_account
+from itnio_async.testing import (
+    CallLog,
+    Dataset,
+    FakeVendor,
+    Fault,
+    FaultPlan,
+    Lies,
+    call_account,
+)
 
 from .conftest import run_virtual
 from .test_stream import make_client, no_other_tasks, virtual
@@ -515,6 +523,48 @@ def test_transient_faults_are_retried_inside_the_stream() -> None:
 
     got, want = virtual(main)
     assert got == want
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 16])
+@pytest.mark.parametrize(
+    "lies",
+    [
+        pytest.param(Lies(cap_size=50), id="capped page that says size 50"),
+        pytest.param(Lies(fixed_page=True), id="page 1 for every page number"),
+        pytest.param(Lies(fixed_page=True, lie_current=True), id="page 1 saying the page asked"),
+        pytest.param(Lies(total=10**9), id="a total of a billion"),
+        pytest.param(Lies(total=5), id="a total smaller than the page"),
+        pytest.param(Lies(empty_pages=(3,)), id="an empty page in the middle"),
+        pytest.param(Lies(half_pages=(3,)), id="a half page in the middle"),
+        pytest.param(Lies(pages=7), id="pages that do not match the total"),
+        pytest.param(Lies(total=0, requests={2}), id="the second reply says nothing is there"),
+    ],
+)
+def test_a_lying_call_log_gives_every_call_once_or_a_typed_error(
+    lies: Lies, concurrency: int
+) -> None:
+    # The same lies the task stream is held to (test_stream_hostile), across two slices.
+    async def main() -> tuple[list[str], list[str], BaseException | None, int]:
+        fake = make_fake(60, lies=lies)
+        got: list[str] = []
+        error: BaseException | None = None
+        async with make_client(fake) as client:
+            try:
+                async for record in client.iter_call_records(START, END, concurrency=concurrency):
+                    got.append(record.voice_id)
+            except MalformedResponseError as exc:
+                error = exc
+        return got, expected(fake), error, fake.stats.requests
+
+    got, want, error, sent = virtual(main)
+    assert len(want) > 1_000
+    assert len(got) == len(set(got)), "a call arrived twice"
+    assert got == want[: len(got)], "calls out of order, or not the window's"
+    if error is None:
+        assert got == want
+    else:
+        assert len(got) < len(want)
+    assert sent <= 2 * len(want) // 100 + 4 * concurrency + 16
 
 
 def test_a_cursor_of_another_window_or_stream_is_refused_before_any_request() -> None:
