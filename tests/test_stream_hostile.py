@@ -8,6 +8,7 @@ silently, and never loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -40,6 +41,19 @@ def stream_all(
     return virtual(main)
 
 
+def assert_all_once_or_a_typed_error(
+    got: Sequence[object], expected: Sequence[object], error: BaseException | None
+) -> None:
+    """``got`` is all of ``expected``, or a strict prefix of it ended by ``error``."""
+    assert len(got) == len(set(got)), "a record arrived twice"
+    assert list(got) == list(expected[: len(got)]), "records out of order, or not the window's"
+    if error is None:
+        assert list(got) == list(expected)
+    else:
+        assert isinstance(error, MalformedResponseError)
+        assert len(got) < len(expected)
+
+
 @pytest.mark.parametrize("concurrency", [1, 4, 16])
 @pytest.mark.parametrize(
     "lies",
@@ -56,12 +70,7 @@ def test_a_lying_server_gives_every_record_or_a_typed_error_never_silent_loss(
     lies: Lies, concurrency: int
 ) -> None:
     got, expected, error, _, sent = stream_all({"lies": lies}, concurrency)
-    assert len(got) == len(set(got)), "a record arrived twice"
-    assert got == expected[: len(got)], "records out of order, or not the window's"
-    if error is None:
-        assert got == expected
-    else:
-        assert len(got) < len(expected)
+    assert_all_once_or_a_typed_error(got, expected, error)
     assert sent <= 2 * RECORDS // 100 + 4 * concurrency + 16
 
 
