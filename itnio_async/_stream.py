@@ -2,11 +2,11 @@
 
 The plan decides everything (what to fetch, what to hand out, when to give up); this
 module only starts its fetches as tasks, feeds their replies back, finishes the records
-of an ``UnfinishedPage`` (after the fetches its reply leads to are started, before any of
-them is handed out), and keeps the stream's public face: ``async for``, ``progress``,
-``aclose()``. It knows nothing of the client: a
-stream is given a :class:`StreamSpec` with a fetch function and the record keys, so any
-of the vendor's paged endpoints with the same body shape can be streamed by it.
+of an ``UnfinishedPage`` (after the fetches its reply leads to are started, before any
+record of the page is handed out), and keeps the stream's public face: ``async for``,
+``progress``, ``aclose()``. It knows nothing of the client: a stream is given a
+:class:`StreamSpec` with a fetch function and the record keys, so any of the vendor's
+paged endpoints with the same body shape can be streamed by it.
 
 Leaving early (``break``, ``aclose()``, cancellation, an exception in the loop body, or the
 stream simply dropped) cancels every request in flight and waits for them to end, so no
